@@ -1,0 +1,48 @@
+"""lnn_flow: gradient flows of deep linear neural networks as diffrax ODEs.
+
+Factors `ws = (W_1, ..., W_n)`, `W_j` of shape `(d_j, d_{j-1})`; the end-to-end matrix
+`W_n ... W_1` (Definition 2). Two flows, solved side by side:
+
+- `factor_flow`: gradient flow on the factors (eq. 2);
+- `end_to_end_flow`: the end-to-end dynamics of Theorem 1 (eq. 3) on `W` alone.
+
+Importing lnn_flow turns on JAX's 64-bit mode: numerics are float64 unless a caller
+passes float32 arrays. Equation numbers refer to Cohen & Razin, *Lecture Notes on
+Linear Neural Networks*.
+"""
+
+import jax as _jax
+
+_jax.config.update("jax_enable_x64", True)
+
+from . import init, losses, problems  # noqa: E402
+from ._end_to_end import end_to_end_flow, end_to_end_vector_field  # noqa: E402
+from ._factor import (  # noqa: E402
+    factor_flow,
+    factor_vector_field,
+    overparameterized_objective,
+)
+from ._network import (  # noqa: E402
+    end_to_end,
+    unbalancedness,
+    unbalancedness_matrices,
+)
+from ._solution import FlowSolution, SolverStats  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FlowSolution",
+    "SolverStats",
+    "end_to_end",
+    "end_to_end_flow",
+    "end_to_end_vector_field",
+    "factor_flow",
+    "factor_vector_field",
+    "init",
+    "losses",
+    "overparameterized_objective",
+    "problems",
+    "unbalancedness",
+    "unbalancedness_matrices",
+]

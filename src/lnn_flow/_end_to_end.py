@@ -1,0 +1,122 @@
+"""The end-to-end dynamics of Theorem 1 (eq. 3) and their gradient flow.
+
+Under balanced initialization (Assumption 1) the end-to-end matrix `W = W_{n:1}` of a
+depth-`n` linear network trained by gradient flow follows an ODE of its own:
+
+    dW/dt = - sum_{j=1}^n [W W^T]^{(j-1)/n} grad l(W) [W^T W]^{(n-j)/n}         (3)
+
+equivalently `vec(dW/dt) = -P(W) vec(grad l(W))` with the preconditioner of Corollary 1.
+"""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from . import _checks
+from ._solution import FlowSolution, Loss, solve
+from ._spectral import clean_singular_values, power
+
+
+def end_to_end_vector_field(
+    loss: Loss, W: Float[ArrayLike, "dn d0"], depth: int
+) -> Float[Array, "dn d0"]:
+    """`dW/dt` of Theorem 1 (eq. 3) at the end-to-end matrix `W` for a depth-`depth`
+    network.
+
+    One reduced SVD `W = U diag(s) V^T` gives all `n` terms. With `k = min(d_n, d_0)`,
+    `[W W^T]^a = U diag(s^{2a}) U^T` for `a > 0` (zero on the null space) and
+    `[.]^0 = I`, so with `G = grad l(W)` and `c = 2(n-1)/n`:
+
+        sum_j ... = U diag(s^c) U^T G  +  G V diag(s^c) V^T
+                    + U [(U^T G V) * M] V^T,   M_{rr'} = sum_{j=2}^{n-1}
+                      s_r^{2(j-1)/n} s_{r'}^{2(n-j)/n}
+
+    (the first two are the terms j = n and j = 1). Exact for singular and non-square
+    `W`; rounding-level singular values are zeroed before fractional powers.
+    """
+    depth = _checks.depth(depth)
+    W = _checks.as_float_array("W", W, ndim=2)
+    _checks.fits_loss(loss, W.shape, "W")
+    return _field(loss, W, depth)
+
+
+def _field(loss: Loss, W: Float[Array, "dn d0"], depth: int) -> Float[Array, "dn d0"]:
+    G = jax.grad(loss)(W)
+    if depth == 1:
+        return -G
+    U, s, Vt = jnp.linalg.svd(W, full_matrices=False)
+    s = clean_singular_values(s, W.shape)
+    outer = power(s, 2 * (depth - 1) / depth)
+    drive = U @ (outer[:, None] * (U.T @ G)) + ((G @ Vt.T) * outer) @ Vt
+    if depth > 2:
+        j = jnp.arange(2, depth, dtype=s.dtype)[:, None]
+        left = power(s[None, :], 2 * (j - 1) / depth)
+        right = power(s[None, :], 2 * (depth - j) / depth)
+        mix = left.T @ right
+        drive = drive + U @ ((U.T @ G @ Vt.T) * mix) @ Vt
+    return -drive
+
+
+class _EndToEndSystem(eqx.Module):
+    """The ODE of Theorem 1 with state `W`."""
+
+    loss: Loss
+    depth: int = eqx.field(static=True)
+
+    def vector_field(self, t, W, args):
+        return _field(self.loss, W, self.depth)
+
+    def end_to_end(self, W):
+        return W
+
+    def factors(self, W):
+        return None
+
+
+def end_to_end_flow(
+    loss: Loss,
+    W0: Float[ArrayLike, "dn d0"],
+    depth: int,
+    t1: float,
+    ts: Float[ArrayLike, " k"] | None = None,
+    *,
+    t0: float = 0.0,
+    solver: diffrax.AbstractSolver | None = None,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    max_steps: int = 16_384,
+    dt0: float | None = None,
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    loss_threshold: float | None = None,
+    dense: bool = False,
+    progress_meter: diffrax.AbstractProgressMeter | None = None,
+) -> FlowSolution:
+    """Solve the end-to-end ODE of Theorem 1 (eq. 3) from `W0` with diffrax.
+
+    This is the gradient flow of a depth-`depth` network started from balanced factors
+    (Assumption 1) whose product is `W0`, solved on the `d_n x d_0` end-to-end matrix
+    alone. Arguments and result as in [`lnn_flow.factor_flow`][], except that
+    `result.factors` is `None`.
+    """
+    depth = _checks.depth(depth)
+    W0 = _checks.finite("W0", _checks.as_float_array("W0", W0, ndim=2))
+    _checks.fits_loss(loss, W0.shape, "W0")
+    return solve(
+        _EndToEndSystem(loss, depth),
+        W0,
+        t0=t0,
+        t1=t1,
+        ts=ts,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        dt0=dt0,
+        stepsize_controller=stepsize_controller,
+        loss_threshold=loss_threshold,
+        dense=dense,
+        progress_meter=progress_meter,
+    )
+

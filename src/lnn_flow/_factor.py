@@ -1,0 +1,109 @@
+"""Gradient flow on the factors (eq. 2): the training dynamics of the network itself.
+
+    dW_j/dt = -d phi/d W_j = -W_{n:j+1}^T grad l(W_{n:1}) W_{j-1:1}^T,   j = 1, ..., n
+
+for the overparameterized objective `phi(W_1, ..., W_n) = l(W_n ... W_1)` of eq. (1).
+"""
+
+import diffrax
+import equinox as eqx
+import jax
+from jaxtyping import Array, ArrayLike, Float
+
+from . import _checks
+from ._network import Factors, end_to_end
+from ._solution import FlowSolution, Loss, solve
+
+
+def overparameterized_objective(loss: Loss, ws: Factors) -> Float[Array, ""]:
+    """`phi(W_1, ..., W_n) = l(W_n ... W_1)` (eq. 1)."""
+    return loss(end_to_end(ws))
+
+
+def factor_vector_field(loss: Loss, ws: Factors) -> Factors:
+    """`(dW_1/dt, ..., dW_n/dt)` of the gradient flow eq. (2): minus the gradient of
+    `phi` with respect to each factor (by reverse-mode autodiff through the product)."""
+    ws = _checks.factors(ws, "ws")
+    _checks.fits_loss(loss, (ws[-1].shape[0], ws[0].shape[1]), "ws")
+    return _field(loss, ws)
+
+
+def _field(loss: Loss, ws: Factors) -> Factors:
+    grads = jax.grad(overparameterized_objective, argnums=1)(loss, ws)
+    return tuple(-g for g in grads)
+
+
+class _FactorSystem(eqx.Module):
+    """The ODE of eq. (2) with state `(W_1, ..., W_n)`."""
+
+    loss: Loss
+    depth: int = eqx.field(static=True)
+
+    def vector_field(self, t, ws, args):
+        return _field(self.loss, ws)
+
+    def end_to_end(self, ws):
+        return end_to_end(ws)
+
+    def factors(self, ws):
+        return ws
+
+
+def factor_flow(
+    loss: Loss,
+    ws0: tuple[Float[ArrayLike, "_ _"], ...],
+    t1: float,
+    ts: Float[ArrayLike, " k"] | None = None,
+    *,
+    t0: float = 0.0,
+    solver: diffrax.AbstractSolver | None = None,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    max_steps: int = 16_384,
+    dt0: float | None = None,
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    loss_threshold: float | None = None,
+    dense: bool = False,
+    progress_meter: diffrax.AbstractProgressMeter | None = None,
+) -> FlowSolution:
+    """Solve the gradient flow of eq. (2) on the factors `ws0 = (W_1, ..., W_n)`.
+
+    **Arguments:**
+
+    - `loss`: `l(W) -> scalar` on the `d_n x d_0` end-to-end matrix: a loss from
+      `lnn_flow.losses` or any JAX-traceable callable.
+    - `ws0`: initial factors, `W_j` of shape `(d_j, d_{j-1})`.
+    - `t1`: final time (> `t0`). `ts`: save times in `[t0, t1]`; `None` saves `t0, t1`.
+    - `solver`: any diffrax solver; default `diffrax.Tsit5()` (5th-order explicit
+      Runge-Kutta: gradient flows from near-zero init are non-stiff for most of their
+      course). Solvers without an error estimate (e.g. `diffrax.Euler()`) need `dt0`
+      and take constant steps.
+    - `rtol`, `atol`: tolerances of the PID step-size controller.
+    - `max_steps`: step budget; reaching it ends the solve with `success == False`
+      and keeps what was computed. With `dense=True` memory grows with `max_steps`.
+    - `loss_threshold`: stop when the loss falls to this value (a diffrax `Event`,
+      time located by a Newton root find); later saves are marked unreached.
+    - `dense`: keep the dense output for `result.evaluate(t)` at any `t`.
+    - `progress_meter`: e.g. `diffrax.TqdmProgressMeter()` for a progress bar.
+
+    **Returns:** a [`lnn_flow.FlowSolution`][].
+    """
+    ws0 = _checks.factors(ws0, "ws0")
+    ws0 = tuple(_checks.finite(f"ws0[{j}]", w) for j, w in enumerate(ws0))
+    _checks.fits_loss(loss, (ws0[-1].shape[0], ws0[0].shape[1]), "ws0")
+    return solve(
+        _FactorSystem(loss, len(ws0)),
+        ws0,
+        t0=t0,
+        t1=t1,
+        ts=ts,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        dt0=dt0,
+        stepsize_controller=stepsize_controller,
+        loss_threshold=loss_threshold,
+        dense=dense,
+        progress_meter=progress_meter,
+    )

@@ -1,0 +1,127 @@
+"""Initial factors `(W_1, ..., W_n)` for `dims = (d_0, d_1, ..., d_n)`.
+
+- `balanced`: unbalancedness zero (Assumption 1), random end-to-end matrix.
+- `from_end_to_end`: balanced factors with a given product (Procedure 1 of
+  Arora et al. 2019a).
+- `gaussian`: independent entries; unbalanced in general.
+"""
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+
+from . import _checks
+from ._network import Factors
+from ._spectral import clean_singular_values
+
+
+def _orthonormal_columns(key, rows: int, cols: int, dtype) -> Float[Array, "rows cols"]:
+    if key is None:
+        return jnp.eye(rows, cols, dtype=dtype)
+    q, r = jnp.linalg.qr(jax.random.normal(key, (rows, cols), dtype))
+    return q * jnp.where(jnp.diag(r) < 0, -1.0, 1.0)
+
+
+def from_end_to_end(
+    W: Float[ArrayLike, "dn d0"],
+    dims: Sequence[int],
+    key: PRNGKeyArray | None = None,
+) -> Factors:
+    """Balanced factors whose product is `W` (Procedure 1 of Arora et al. 2019a).
+
+    With the SVD `W = U diag(s) V^T` truncated to `k = min(dims)` components, every
+    layer carries `diag(s^{1/n})`:
+
+        W_1 = Q_1 S^{1/n} V^T,   W_j = Q_j S^{1/n} Q_{j-1}^T,   W_n = U S^{1/n} Q_{n-1}^T
+
+    with `Q_j` (d_j, k) orthonormal columns: the first `k` columns of the identity, or
+    random ones drawn from `key`. Then `W_{j+1}^T W_{j+1} = W_j W_j^T = Q_j S^{2/n} Q_j^T`
+    (unbalancedness zero) and `W_n ... W_1 = W`. `W` must have rank at most `k`.
+    """
+    dims = _checks.dims(dims)
+    W = _checks.finite("W", _checks.as_float_array("W", W, ndim=2))
+    if W.shape != (dims[-1], dims[0]):
+        raise ValueError(
+            f"`W` must have shape (d_n, d_0) = {(dims[-1], dims[0])} for dims {dims}; "
+            f"got {tuple(W.shape)}"
+        )
+    depth = len(dims) - 1
+    if depth == 1:
+        return (W,)
+    k = min(dims)
+    U, s, Vt = jnp.linalg.svd(W, full_matrices=False)
+    s = clean_singular_values(s, W.shape)
+    if k < s.shape[0]:
+        _checks._require(
+            "W",
+            s,
+            lambda v: v[k] > 0,
+            f"has rank above the narrowest width k = {k} of dims {dims}, so no "
+            "network with these dims can represent it",
+        )
+    root = s[:k] ** (1.0 / depth)
+    keys = [None] * (depth - 1) if key is None else jax.random.split(key, depth - 1)
+    Q = [_orthonormal_columns(keys[j - 1], dims[j], k, W.dtype) for j in range(1, depth)]
+    ws = [(Q[0] * root) @ Vt[:k]]
+    ws += [(Q[j] * root) @ Q[j - 1].T for j in range(1, depth - 1)]
+    ws.append((U[:, :k] * root) @ Q[-1].T)
+    return tuple(ws)
+
+
+def balanced(
+    key: PRNGKeyArray,
+    dims: Sequence[int],
+    scale: float,
+    *,
+    random_hidden: bool = True,
+    dtype=jnp.float64,
+) -> Factors:
+    """Balanced factors (Assumption 1) whose end-to-end matrix is a random Gaussian
+    matrix scaled to Frobenius norm `scale`.
+
+    The end-to-end matrix has rank `min(dims)` (full rank unless a hidden layer is
+    narrower than `d_0` and `d_n`). With `random_hidden`, the orthonormal bases of the
+    hidden layers in [`lnn_flow.init.from_end_to_end`][] are random too.
+    """
+    dims = _checks.dims(dims)
+    scale = _checks.non_negative("scale", jnp.asarray(scale, dtype))
+    k_end, k_left, k_hidden = jax.random.split(key, 3)
+    d0, dn, k = dims[0], dims[-1], min(dims)
+    if k == min(d0, dn):
+        W = jax.random.normal(k_end, (dn, d0), dtype)
+    else:
+        W = jax.random.normal(k_end, (dn, k), dtype) @ jax.random.normal(
+            k_left, (k, d0), dtype
+        )
+    W = W * (scale / jnp.linalg.norm(W))
+    return from_end_to_end(W, dims, key=k_hidden if random_hidden else None)
+
+
+def gaussian(
+    key: PRNGKeyArray,
+    dims: Sequence[int],
+    std: float | Sequence[float],
+    *,
+    dtype=jnp.float64,
+) -> Factors:
+    """Factors with independent `N(0, std^2)` entries (`std` one value, or one per
+    layer). Unbalanced in general: a test bed for Lemma 1."""
+    dims = _checks.dims(dims)
+    depth = len(dims) - 1
+    stds = np.asarray(std, dtype=float)
+    if stds.ndim == 0:
+        stds = np.full(depth, float(stds))
+    if stds.shape != (depth,):
+        raise ValueError(
+            f"`std` must be one value or one per layer ({depth}); got {len(stds)}"
+        )
+    if not np.all(np.isfinite(stds)) or np.any(stds < 0):
+        raise ValueError(f"`std` must be finite and >= 0; got {std}")
+    keys = jax.random.split(key, depth)
+    return tuple(
+        stds[j] * jax.random.normal(keys[j], (dims[j + 1], dims[j]), dtype)
+        for j in range(depth)
+    )

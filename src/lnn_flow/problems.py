@@ -1,0 +1,74 @@
+"""Random problem instances with a planted low-rank ground truth (Section 4.1)."""
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from . import _checks
+from .losses import MatrixCompletion, MatrixSensing
+
+
+def low_rank_matrix(
+    key: PRNGKeyArray,
+    shape: tuple[int, int],
+    rank: int,
+    *,
+    norm: float | None = None,
+    dtype=jnp.float64,
+) -> Float[Array, "dn d0"]:
+    """A random `shape` matrix `L R^T` of the given `rank` (Gaussian `L`, `R`), scaled to
+    Frobenius norm `norm` (default `sqrt(rank)`: singular values of order one)."""
+    dn, d0 = _checks.dims(shape, "shape")
+    rank = _checks.depth(rank, "rank")
+    if rank > min(dn, d0):
+        raise ValueError(f"`rank` must be <= min(shape) = {min(dn, d0)}; got {rank}")
+    k_left, k_right = jax.random.split(key)
+    W = jax.random.normal(k_left, (dn, rank), dtype) @ jax.random.normal(
+        k_right, (rank, d0), dtype
+    )
+    norm = jnp.sqrt(rank) if norm is None else norm
+    return W * (norm / jnp.linalg.norm(W))
+
+
+def random_matrix_sensing(
+    key: PRNGKeyArray,
+    shape: tuple[int, int],
+    rank: int,
+    num_measurements: int,
+    *,
+    dtype=jnp.float64,
+) -> tuple[MatrixSensing, Float[Array, "dn d0"]]:
+    """Matrix sensing (eq. 9) of a random rank-`rank` ground truth `W*` from
+    `num_measurements` Gaussian measurement matrices (i.i.d. N(0, 1) entries, which
+    satisfy the restricted isometry property w.h.p. for enough measurements).
+
+    Returns `(loss, W*)`; `loss(W*) = 0`.
+    """
+    k_truth, k_sense = jax.random.split(key)
+    truth = low_rank_matrix(k_truth, shape, rank, dtype=dtype)
+    m = _checks.depth(num_measurements, "num_measurements")
+    A = jax.random.normal(k_sense, (m, *truth.shape), dtype)
+    return MatrixSensing(A, jnp.tensordot(A, truth, axes=2)), truth
+
+
+def random_matrix_completion(
+    key: PRNGKeyArray,
+    shape: tuple[int, int],
+    rank: int,
+    num_observed: int,
+    *,
+    dtype=jnp.float64,
+) -> tuple[MatrixCompletion, Float[Array, "dn d0"]]:
+    """Matrix completion of a random rank-`rank` ground truth `W*` from `num_observed`
+    entries drawn uniformly without replacement. Returns `(loss, W*)`."""
+    k_truth, k_entries = jax.random.split(key)
+    truth = low_rank_matrix(k_truth, shape, rank, dtype=dtype)
+    dn, d0 = truth.shape
+    m = _checks.depth(num_observed, "num_observed")
+    if m > dn * d0:
+        raise ValueError(
+            f"`num_observed` must be <= the number of entries {dn * d0}; got {m}"
+        )
+    flat = jax.random.choice(k_entries, dn * d0, (m,), replace=False)
+    rows, cols = flat // d0, flat % d0
+    return MatrixCompletion(rows, cols, truth[rows, cols], truth.shape), truth

@@ -1,0 +1,165 @@
+"""Theorem 1 (eq. 3): the end-to-end vector field and flow."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ATOL, RTOL, sensing, trajectory_tolerance, whitened
+
+import lnn_flow as lf
+
+SHAPES = [(4, 4), (3, 5), (5, 3)]
+
+
+def _matrix_with_spectrum(shape, spectrum, seed):
+    """W = U diag(spectrum) V^T from random orthogonal U, V: the exact spectrum is known."""
+    dn, d0 = shape
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    U, _ = np.linalg.qr(np.asarray(jax.random.normal(k1, (dn, dn))))
+    V, _ = np.linalg.qr(np.asarray(jax.random.normal(k2, (d0, d0))))
+    S = np.zeros(shape)
+    S[np.arange(len(spectrum)), np.arange(len(spectrum))] = spectrum
+    return U @ S @ V.T, U, V
+
+
+def _reference_field(grad, U, V, spectrum, depth):
+    """Eq. (3) term by term, in the full singular bases, from the exact spectrum:
+    [W W^T]^a = U diag(sigma^{2a}) U^T with sigma = 0 padded and 0^0 = 1."""
+    dn, d0 = grad.shape
+    left = np.zeros(dn)
+    right = np.zeros(d0)
+    left[: len(spectrum)] = spectrum
+    right[: len(spectrum)] = spectrum
+    pw = lambda s, a: np.ones_like(s) if a == 0 else s ** (2 * a)
+    total = np.zeros_like(grad)
+    for j in range(1, depth + 1):
+        L = U @ np.diag(pw(left, (j - 1) / depth)) @ U.T
+        R = V @ np.diag(pw(right, (depth - j) / depth)) @ V.T
+        total += L @ grad @ R
+    return -total
+
+
+SPECTRA = {
+    "full_rank": lambda k: np.linspace(2.0, 0.5, k),
+    "rank_deficient": lambda k: np.concatenate([np.linspace(1.5, 0.7, k - 1), [0.0]]),
+    "zero": lambda k: np.zeros(k),
+}
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("spectrum", list(SPECTRA))
+def test_field_matches_termwise_formula(depth, shape, spectrum):
+    spec = SPECTRA[spectrum](min(shape))
+    W, U, V = _matrix_with_spectrum(shape, spec, seed=depth)
+    loss, _ = sensing(shape)
+    grad = np.asarray(jax.grad(loss)(W))
+    got = lf.end_to_end_vector_field(loss, W, depth)
+    want = _reference_field(grad, U, V, spec, depth)
+    # Rounding only: a few eps times the largest term (an SVD is backward stable).
+    scale = np.abs(grad).max() * max(1.0, spec.max()) ** 2 * depth
+    np.testing.assert_allclose(got, want, atol=1e-12 * scale, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "dims", [(4, 4, 4), (3, 6, 5), (5, 2, 7, 3), (4, 4, 4, 4, 4), (3, 7, 6, 8, 2)]
+)
+def test_field_is_derivative_of_product_under_balanced_factors(dims):
+    """Theorem 1: d/dt (W_n ... W_1) under eq. (2) from balanced factors equals eq. (3)."""
+    shape = (dims[-1], dims[0])
+    loss, _ = sensing(shape)
+    ws = lf.init.balanced(jax.random.PRNGKey(3), dims, 1.3)
+    factor_velocity = lf.factor_vector_field(loss, ws)
+    _, product_velocity = jax.jvp(lf.end_to_end, (ws,), (factor_velocity,))
+    got = lf.end_to_end_vector_field(loss, lf.end_to_end(ws), len(dims) - 1)
+    np.testing.assert_allclose(got, product_velocity, atol=1e-12, rtol=1e-10)
+
+
+def test_origin_is_stationary_for_depth_two_and_more():
+    loss, _ = whitened((3, 4))
+    zero = jnp.zeros((3, 4))
+    assert jnp.all(lf.end_to_end_vector_field(loss, zero, 2) == 0)
+    assert jnp.all(lf.end_to_end_vector_field(loss, zero, 3) == 0)
+    np.testing.assert_array_equal(
+        lf.end_to_end_vector_field(loss, zero, 1), -jax.grad(loss)(zero)
+    )
+
+
+def test_rounding_level_singular_values_are_not_amplified():
+    """An exactly rank-1 W built as an outer product: its zero singular values come out
+    of an SVD at ~1e-17, and (1e-17)^(1/3) would leak ~1e-6 into the field."""
+    u = jnp.array([1.0, 2.0, -1.0, 0.5])
+    v = jnp.array([0.3, -1.0, 2.0, 1.0, 0.7])
+    W = jnp.outer(u, v)
+    loss, _ = sensing(W.shape)
+    got = lf.end_to_end_vector_field(loss, W, 3)
+    U, s, Vt = np.linalg.svd(np.asarray(W))
+    want = _reference_field(np.asarray(jax.grad(loss)(W)), U, Vt.T, [s[0], 0, 0, 0], 3)
+    np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
+
+
+# --- Flows: the product of the factor flow is the end-to-end flow (Theorem 1) ----------
+
+FLOW_CASES = [
+    ("sensing", (4, 4)),
+    ("sensing", (4, 4, 4)),
+    ("sensing", (3, 5, 4, 6)),
+    ("sensing", (5, 5, 5, 5, 5)),
+    ("whitened", (5, 3)),
+    ("whitened", (5, 6, 3)),
+    ("whitened", (4, 4, 4, 4)),
+    ("whitened", (3, 4, 6, 5, 2)),
+]
+TS = jnp.linspace(0.0, 6.0, 13)
+
+
+@pytest.mark.parametrize("kind,dims", FLOW_CASES)
+def test_factor_flow_product_equals_end_to_end_flow(kind, dims):
+    shape = (dims[-1], dims[0])
+    loss, _ = sensing(shape) if kind == "sensing" else whitened(shape)
+    ws0 = lf.init.balanced(jax.random.PRNGKey(7), dims, 0.3)
+    depth = len(dims) - 1
+    factor = lf.factor_flow(loss, ws0, TS[-1], TS, rtol=RTOL, atol=ATOL)
+    e2e = lf.end_to_end_flow(loss, lf.end_to_end(ws0), depth, TS[-1], TS, rtol=RTOL,
+                             atol=ATOL)
+    assert factor.success and e2e.success
+    assert factor.reached.all() and e2e.reached.all()
+    scale = jnp.abs(factor.end_to_end).max()
+    steps = max(int(factor.stats.num_steps), int(e2e.stats.num_steps))
+    tol = 2 * trajectory_tolerance(steps, scale)
+    error = jnp.abs(factor.end_to_end - e2e.end_to_end).max()
+    assert error <= tol, (error, tol)
+    # The flows move: agreement is not agreement of two constants.
+    assert e2e.loss[-1] < 0.5 * e2e.loss[0]
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_loss_is_non_increasing(depth):
+    loss, _ = sensing((4, 5))
+    ws0 = lf.init.balanced(jax.random.PRNGKey(2), (5,) + (4,) * depth, 1e-2)
+    ts = jnp.linspace(0.0, 40.0, 81)
+    sol = lf.end_to_end_flow(loss, lf.end_to_end(ws0), depth, ts[-1], ts)
+    # d l/dt = -vec(grad)^T P vec(grad) <= 0; between saves only solver error can
+    # raise it, by at most rtol * l + atol per step in each step.
+    slack = float(sol.stats.num_steps) * (1e-8 * sol.loss[0] + 1e-10)
+    assert jnp.all(jnp.diff(sol.loss) <= slack)
+    assert sol.loss[-1] < 1e-2 * sol.loss[0]
+
+
+def test_end_to_end_flow_rejects_bad_input():
+    loss, _ = whitened((3, 4))
+    W0 = jnp.zeros((3, 4))
+    with pytest.raises(ValueError, match="`depth` must be >= 1"):
+        lf.end_to_end_flow(loss, W0, 0, 1.0)
+    with pytest.raises(ValueError, match="`W0` gives an end-to-end matrix of shape"):
+        lf.end_to_end_flow(loss, jnp.zeros((4, 3)), 2, 1.0)
+    with pytest.raises(ValueError, match="`W0` must be finite"):
+        lf.end_to_end_flow(loss, W0.at[0, 0].set(jnp.nan), 2, 1.0)
+    with pytest.raises(ValueError, match="`t1` must be greater than t0"):
+        lf.end_to_end_flow(loss, W0, 2, 0.0)
+    with pytest.raises(ValueError, match="`W0` must have 2 dimension"):
+        lf.end_to_end_flow(loss, jnp.zeros(3), 2, 1.0)
+    with pytest.raises(ValueError, match="`rtol` must be >= 0"):
+        lf.end_to_end_flow(loss, W0, 2, 1.0, rtol=-1e-3)
+    with pytest.raises(ValueError, match="`W` gives an end-to-end matrix"):
+        lf.end_to_end_vector_field(loss, jnp.zeros((2, 2)), 2)
