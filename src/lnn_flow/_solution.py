@@ -32,9 +32,9 @@ class SolverStats(eqx.Module):
     num_steps: Int[Array, ""]
     num_accepted_steps: Int[Array, ""]
     num_rejected_steps: Int[Array, ""]
-    # Vector-field (gradient) evaluations: stages per step times steps, plus start-up
-    # (first FSAL stage; 3 for the initial step-size selection). -1 where the solver
-    # is not an explicit Runge-Kutta method and the count is unknown.
+    # Vector-field (gradient) evaluations: stages per step (less one for FSAL methods)
+    # times steps, plus the first FSAL stage. -1 where the solver is not an explicit
+    # Runge-Kutta method and the count is unknown.
     num_vector_field_evals: Int[Array, ""]
 
 
@@ -113,14 +113,11 @@ def _product(ws):
     return end_to_end(tuple(ws))
 
 
-def _vector_field_evals(
-    solver: diffrax.AbstractSolver, num_steps, adaptive_start: bool
-) -> Int[Array, ""]:
+def _vector_field_evals(solver: diffrax.AbstractSolver, num_steps) -> Int[Array, ""]:
     tableau = getattr(solver, "tableau", None)
     if isinstance(solver, diffrax.AbstractERK) and hasattr(tableau, "num_stages"):
         fsal = int(tableau.fsal)
-        start = fsal + (3 if adaptive_start else 0)
-        return num_steps * (tableau.num_stages - fsal) + start
+        return num_steps * (tableau.num_stages - fsal) + fsal
     if isinstance(solver, diffrax.Euler):
         return num_steps
     return jnp.full_like(num_steps, -1)
@@ -274,9 +271,6 @@ def _solve(
     end_to_end = jax.vmap(system.end_to_end)(saved_ys)
     final_end_to_end = system.end_to_end(final_y)
     stats = sol.stats
-    adaptive_start = dt0 is None and isinstance(
-        stepsize_controller, diffrax.PIDController
-    )
     stopped = jnp.asarray(False)
     if event is not None:
         stopped = jnp.any(jnp.stack(jax.tree_util.tree_leaves(sol.event_mask)))
@@ -297,9 +291,7 @@ def _solve(
             num_steps=stats["num_steps"],
             num_accepted_steps=stats["num_accepted_steps"],
             num_rejected_steps=stats["num_rejected_steps"],
-            num_vector_field_evals=_vector_field_evals(
-                solver, stats["num_steps"], adaptive_start
-            ),
+            num_vector_field_evals=_vector_field_evals(solver, stats["num_steps"]),
         ),
         solution=sol if dense else None,
         depth=system.depth,

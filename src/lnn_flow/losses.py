@@ -19,11 +19,10 @@ def _data(name: str, x, ndim: int) -> Float[Array, "..."]:
     return _checks.finite(name, _checks.as_float_array(name, x, ndim=ndim))
 
 
-def _same(name: str, got: int, other: str, expected: int) -> None:
+def _same(name: str, got: int, other: str, expected: int, what: str) -> None:
     if got != expected:
         raise ValueError(
-            f"`{name}` must match `{other}`: expected {expected} along that axis, "
-            f"got {got}"
+            f"`{name}` must match `{other}` in {what}: expected {expected}, got {got}"
         )
 
 
@@ -55,7 +54,7 @@ class SquareRegression(eqx.Module):
     def __init__(self, X: Float[ArrayLike, "d0 m"], Y: Float[ArrayLike, "dn m"]):
         self.X = _data("X", X, 2)
         self.Y = _data("Y", Y, 2)
-        _same("Y", self.Y.shape[1], "X (number of examples m)", self.X.shape[1])
+        _same("Y", self.Y.shape[1], "X", self.X.shape[1], "number of examples m")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -80,7 +79,7 @@ class LpRegression(eqx.Module):
             raise ValueError(f"`p` must be an even integer >= 2; got {p!r}")
         self.X = _data("X", X, 2)
         self.Y = _data("Y", Y, 2)
-        _same("Y", self.Y.shape[1], "X (number of examples m)", self.X.shape[1])
+        _same("Y", self.Y.shape[1], "X", self.X.shape[1], "number of examples m")
         self.p = int(p)
 
     @property
@@ -100,7 +99,7 @@ class MatrixSensing(eqx.Module):
     def __init__(self, A: Float[ArrayLike, "m dn d0"], b: Float[ArrayLike, " m"]):
         self.A = _data("A", A, 3)
         self.b = _data("b", b, 1)
-        _same("b", self.b.shape[0], "A (number of measurements m)", self.A.shape[0])
+        _same("b", self.b.shape[0], "A", self.A.shape[0], "number of measurements m")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -139,8 +138,7 @@ class MatrixCompletion(eqx.Module):
             idx = jnp.asarray(idx)
             if idx.ndim != 1 or not jnp.issubdtype(idx.dtype, jnp.integer):
                 raise ValueError(f"`{name}` must be a 1-D integer array")
-            _same(name, idx.shape[0], "values (number of observations m)",
-                  self.values.shape[0])
+            _same(name, idx.shape[0], "values", self.values.shape[0], "length m")
             _checks._require(
                 name, idx, lambda v: jnp.any((v < 0) | (v >= size)),
                 f"must hold indices in [0, {size})",
@@ -173,7 +171,7 @@ class Logistic(eqx.Module):
         labels = jnp.asarray(labels)
         if labels.ndim != 1 or not jnp.issubdtype(labels.dtype, jnp.integer):
             raise ValueError("`labels` must be a 1-D integer array")
-        _same("labels", labels.shape[0], "X (number of examples m)", self.X.shape[1])
+        _same("labels", labels.shape[0], "X", self.X.shape[1], "number of examples m")
         if num_classes is None:
             if not _checks.is_concrete(labels):
                 raise ValueError("`num_classes` is required when `labels` are traced")

@@ -1,0 +1,219 @@
+"""Eq. (2): the factor vector field and the factor flow, with what every flow result
+must carry (saves, stop, failure, statistics) and how it composes with jit/vmap."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ATOL, RTOL, sensing, trajectory_tolerance
+
+import lnn_flow as lf
+
+DIMS = (4, 5, 3, 6)
+TS = jnp.linspace(0.0, 5.0, 11)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    loss, truth = sensing((DIMS[-1], DIMS[0]))
+    return loss, truth
+
+
+def test_field_is_minus_the_explicit_gradient(problem):
+    """dW_j/dt = -W_{n:j+1}^T grad l(W_{n:1}) W_{j-1:1}^T (proof of Lemma 1)."""
+    loss, _ = problem
+    ws = lf.init.gaussian(jax.random.PRNGKey(1), DIMS, 0.7)
+    G = jax.grad(loss)(lf.end_to_end(ws))
+    n = len(ws)
+    for j, got in enumerate(lf.factor_vector_field(loss, ws)):
+        above = lf.end_to_end(ws[j + 1:]) if j + 1 < n else jnp.eye(G.shape[0])
+        below = lf.end_to_end(ws[:j]) if j > 0 else jnp.eye(G.shape[1])
+        np.testing.assert_allclose(got, -above.T @ G @ below.T, rtol=1e-12, atol=1e-14)
+
+
+@pytest.fixture(scope="module")
+def unbalanced_solution(problem):
+    loss, _ = problem
+    ws0 = lf.init.gaussian(jax.random.PRNGKey(4), DIMS, 0.6)
+    return ws0, lf.factor_flow(loss, ws0, TS[-1], TS, rtol=RTOL, atol=ATOL)
+
+
+def test_unbalancedness_matrices_are_conserved(unbalanced_solution):
+    """Lemma 1: each W_{j+1}^T W_{j+1} - W_j W_j^T is constant along the flow."""
+    ws0, sol = unbalanced_solution
+    assert sol.success and sol.reached.all()
+    start = lf.unbalancedness_matrices(ws0)
+    assert min(float(jnp.linalg.norm(g)) for g in start) > 0.1  # really unbalanced
+    scale = max(float(jnp.abs(f).max()) for f in sol.factors) ** 2
+    tol = 2 * trajectory_tolerance(sol.stats.num_steps, scale)
+    for k in range(TS.shape[0]):
+        now = lf.unbalancedness_matrices(tuple(f[k] for f in sol.factors))
+        for a, b in zip(start, now):
+            assert jnp.abs(a - b).max() <= tol
+    # Proposition 2: the magnitude is conserved too, and the loss fell.
+    assert abs(lf.unbalancedness(sol.factors_final) - lf.unbalancedness(ws0)) <= tol
+    assert sol.loss[-1] < 0.1 * sol.loss[0]
+
+
+def test_loss_is_non_increasing_on_unbalanced_flow(unbalanced_solution):
+    _, sol = unbalanced_solution
+    slack = float(sol.stats.num_steps) * (RTOL * sol.loss[0] + ATOL)
+    assert jnp.all(jnp.diff(sol.loss) <= slack)
+
+
+def test_vmap_equals_separate_solves(problem):
+    loss, _ = problem
+    keys = jax.random.split(jax.random.PRNGKey(9), 8)
+    batch = jax.vmap(lambda k: lf.init.balanced(k, DIMS, 0.1))(keys)
+    solve = lambda ws: lf.factor_flow(loss, ws, TS[-1], TS)
+    batched = jax.vmap(solve)(batch)
+    assert batched.end_to_end.shape == (8, TS.shape[0], DIMS[-1], DIMS[0])
+    for i in range(8):
+        alone = solve(tuple(w[i] for w in batch))
+        # Same program per member; XLA's batched kernels may round differently.
+        np.testing.assert_allclose(batched.end_to_end[i], alone.end_to_end, rtol=0,
+                                   atol=1e-12)
+        np.testing.assert_allclose(batched.stats.num_steps[i], alone.stats.num_steps)
+    assert all(m == "" for m in batched.message)
+
+
+def test_end_to_end_flow_under_vmap(problem):
+    loss, _ = problem
+    W0 = jax.random.normal(jax.random.PRNGKey(2), (8, DIMS[-1], DIMS[0])) * 0.1
+    solve = lambda W: lf.end_to_end_flow(loss, W, 3, TS[-1], TS)
+    batched = jax.vmap(solve)(W0)
+    for i in (0, 7):
+        np.testing.assert_allclose(batched.end_to_end[i], solve(W0[i]).end_to_end,
+                                   rtol=0, atol=1e-12)
+
+
+def test_changing_values_does_not_retrace(problem):
+    """Times, tolerances, thresholds and data are traced: one trace serves all values."""
+    loss, _ = problem
+    traces = []
+
+    def counting_loss(W):
+        traces.append(1)  # runs only while JAX traces
+        return loss(W)
+
+    ws0 = lf.init.balanced(jax.random.PRNGKey(0), DIMS, 0.1)
+    lf.factor_flow(counting_loss, ws0, 1.0, TS / 5)
+    first = len(traces)
+    ws1 = lf.init.balanced(jax.random.PRNGKey(1), DIMS, 0.2)
+    lf.factor_flow(counting_loss, ws1, 2.0, TS / 2.5, rtol=1e-6, atol=1e-9)
+    assert len(traces) == first
+
+
+def test_loss_threshold_stops_and_marks_later_saves(problem):
+    loss, _ = problem
+    ws0 = lf.init.balanced(jax.random.PRNGKey(5), DIMS, 0.5)
+    ts = jnp.linspace(0.0, 50.0, 51)
+    full = lf.factor_flow(loss, ws0, ts[-1], ts)
+    threshold = 0.5 * float(full.loss[0] + full.loss[-1])
+    sol = lf.factor_flow(loss, ws0, ts[-1], ts, loss_threshold=threshold)
+    assert sol.success and bool(sol.stopped)
+    assert "loss_threshold" in sol.message
+    # The stop time is a root of l(t) - threshold, found to the solver tolerance.
+    np.testing.assert_allclose(sol.loss_final, threshold, rtol=1e-6)
+    assert sol.reached[0] and not sol.reached[-1]
+    assert jnp.all(ts[sol.reached] <= sol.t_final)
+    assert jnp.all(jnp.isnan(sol.loss[~sol.reached]))
+    np.testing.assert_allclose(
+        sol.loss[sol.reached], full.loss[sol.reached], rtol=1e-6
+    )
+    early = lf.factor_flow(loss, ws0, ts[-1], ts, loss_threshold=10 * full.loss[0])
+    assert bool(early.stopped) and float(early.t_final) == 0.0
+
+
+def test_failed_solve_keeps_what_it_computed(problem):
+    loss, _ = problem
+    ws0 = lf.init.balanced(jax.random.PRNGKey(5), DIMS, 0.5)
+    ts = jnp.linspace(0.0, 50.0, 51)
+    sol = lf.factor_flow(loss, ws0, ts[-1], ts, max_steps=10)
+    assert not sol.success
+    assert "maximum number of solver steps" in sol.message
+    assert 0.0 < sol.t_final < ts[-1]
+    assert sol.reached[0] and not sol.reached.all()
+    assert jnp.all(jnp.isfinite(sol.loss[sol.reached]))
+    assert jnp.isfinite(sol.loss_final) and sol.loss_final < sol.loss[0]
+
+
+def test_vector_field_evaluation_count_is_exact(problem):
+    loss, _ = problem
+    calls = []
+
+    @jax.custom_vjp
+    def tap(W):  # identity whose backward pass counts: one per gradient evaluation
+        return W
+
+    def tap_bwd(_, g):
+        jax.debug.callback(lambda: calls.append(1))
+        return (g,)
+
+    tap.defvjp(lambda W: (W, None), tap_bwd)
+    ws0 = lf.init.balanced(jax.random.PRNGKey(5), DIMS, 0.5)
+    for solver in (diffrax.Tsit5(), diffrax.Dopri8(), diffrax.Heun()):
+        calls.clear()
+        sol = lf.factor_flow(lambda W: loss(tap(W)), ws0, 2.0, solver=solver,
+                             rtol=1e-6, atol=1e-8)
+        jax.block_until_ready(sol.loss)
+        assert sol.stats.num_vector_field_evals == len(calls)
+
+
+def test_euler_with_constant_step(problem):
+    loss, _ = problem
+    ws0 = lf.init.balanced(jax.random.PRNGKey(5), DIMS, 0.5)
+    sol = lf.factor_flow(loss, ws0, 1.0, solver=diffrax.Euler(), dt0=0.1)
+    assert int(sol.stats.num_steps) == 10
+    ws = ws0
+    for _ in range(10):
+        ws = tuple(w + 0.1 * v for w, v in zip(ws, lf.factor_vector_field(loss, ws)))
+    np.testing.assert_allclose(sol.end_to_end_final, lf.end_to_end(ws), atol=1e-13)
+    with pytest.raises(ValueError, match="`dt0` is required"):
+        lf.factor_flow(loss, ws0, 1.0, solver=diffrax.Euler())
+
+
+def test_dense_output(problem):
+    loss, _ = problem
+    ws0 = lf.init.balanced(jax.random.PRNGKey(5), DIMS, 0.5)
+    sol = lf.factor_flow(loss, ws0, TS[-1], TS, dense=True)
+    np.testing.assert_allclose(sol.evaluate(TS[3]), sol.end_to_end[3], atol=1e-12)
+    factors = sol.evaluate_factors(TS[4])
+    np.testing.assert_allclose(lf.end_to_end(factors), sol.end_to_end[4], atol=1e-12)
+    with pytest.raises(ValueError, match="dense=True"):
+        lf.factor_flow(loss, ws0, 1.0).evaluate(0.5)
+
+
+def test_plain_callable_loss():
+    target = jnp.array([[1.0, 0.0, 0.5], [0.0, 1.0, -0.5]])
+    ws0 = lf.init.balanced(jax.random.PRNGKey(0), (3, 3, 2), 0.1)
+    sol = lf.factor_flow(lambda W: 0.5 * jnp.sum((W - target) ** 2), ws0, 30.0)
+    np.testing.assert_allclose(sol.end_to_end_final, target, atol=1e-6)
+
+
+def test_factor_flow_rejects_bad_input(problem):
+    loss, _ = problem
+    ws0 = lf.init.balanced(jax.random.PRNGKey(0), DIMS, 0.1)
+    with pytest.raises(ValueError, match="dims do not chain"):
+        lf.factor_flow(loss, (ws0[0], ws0[2], ws0[1]), 1.0)
+    with pytest.raises(ValueError, match="at least one factor"):
+        lf.factor_flow(loss, (), 1.0)
+    with pytest.raises(TypeError, match="tuple of factor matrices"):
+        lf.factor_flow(loss, ws0[0], 1.0)
+    with pytest.raises(ValueError, match="`ws0` gives an end-to-end matrix of shape"):
+        lf.factor_flow(loss, ws0[:2], 1.0)
+    with pytest.raises(ValueError, match=r"`ws0\[1\]` must be finite"):
+        lf.factor_flow(loss, (ws0[0], ws0[1] * jnp.inf, ws0[2]), 1.0)
+    with pytest.raises(ValueError, match="`t1` must be greater than t0"):
+        lf.factor_flow(loss, ws0, -1.0)
+    with pytest.raises(ValueError, match="`ts` must lie within"):
+        lf.factor_flow(loss, ws0, 1.0, jnp.array([0.0, 2.0]))
+    with pytest.raises(ValueError, match="`ts` must be non-decreasing"):
+        lf.factor_flow(loss, ws0, 1.0, jnp.array([0.5, 0.2]))
+    with pytest.raises(ValueError, match="`atol` must be >= 0"):
+        lf.factor_flow(loss, ws0, 1.0, atol=-1.0)
+    with pytest.raises(ValueError, match="`max_steps` must be >= 1"):
+        lf.factor_flow(loss, ws0, 1.0, max_steps=0)
+    with pytest.raises(ValueError, match="`loss_threshold` must be finite"):
+        lf.factor_flow(loss, ws0, 1.0, loss_threshold=jnp.nan)
