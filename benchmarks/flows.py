@@ -1,0 +1,84 @@
+"""Wall time and vector-field evaluations of both flows, after compilation.
+
+Matrix sensing (eq. 9), d x d ground truth of rank 2, m = 8 d Gaussian measurements,
+depth 3, balanced init of norm 1e-3, Tsit5 with rtol 1e-8, atol 1e-10, float64, solved to
+t1 = 60. Compile time (first call, minus one run) is reported separately; run times are
+the median of `--repeats` calls. Ratios are end-to-end flow over factor flow, in this
+process. Usage: python benchmarks/flows.py [--dims 10 20 50 100] [--repeats 5]
+"""
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+import lnn_flow as lf
+
+
+def timed(fn, repeats):
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        runs.append(time.perf_counter() - start)
+    run = statistics.median(runs)
+    return out, first - run, run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dims", type=int, nargs="+", default=[10, 20, 50, 100])
+    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--t1", type=float, default=60.0)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print(f"backend: {jax.default_backend()}, devices: {jax.devices()}")
+    print(
+        f"{'d':>4} {'flow':>10} {'compile s':>9} {'run ms':>8} {'steps':>6} "
+        f"{'vf evals':>8} {'us/eval':>8} {'field us':>8} {'final loss':>10}"
+    )
+    for d in args.dims:
+        key_p, key_i = jax.random.split(jax.random.PRNGKey(d))
+        loss, _ = lf.problems.random_matrix_sensing(key_p, (d, d), 2, 8 * d)
+        ws0 = lf.init.balanced(key_i, (d,) * (args.depth + 1), 1e-3)
+        W0 = lf.end_to_end(ws0)
+        cases = {
+            "factor": (
+                lambda: lf.factor_flow(loss, ws0, args.t1),
+                jax.jit(lambda ws: lf.factor_vector_field(loss, ws)),
+                ws0,
+            ),
+            "end2end": (
+                lambda: lf.end_to_end_flow(loss, W0, args.depth, args.t1),
+                jax.jit(lambda W: lf.end_to_end_vector_field(loss, W, args.depth)),
+                W0,
+            ),
+        }
+        run_ms = {}
+        field_us = {}
+        for name, (solve, field, state) in cases.items():
+            sol, compile_s, run = timed(solve, args.repeats)
+            _, _, field_run = timed(lambda: field(state), 20 * args.repeats)
+            run_ms[name] = run * 1e3
+            field_us[name] = field_run * 1e6
+            evals = int(sol.stats.num_vector_field_evals)
+            print(
+                f"{d:>4} {name:>10} {compile_s:>9.2f} {run * 1e3:>8.1f} "
+                f"{int(sol.stats.num_steps):>6} {evals:>8} {run / evals * 1e6:>8.1f} "
+                f"{field_run * 1e6:>8.1f} {float(sol.loss_final):>10.2e}"
+                + ("" if bool(sol.success) else f"  FAILED: {sol.message}")
+            )
+        print(
+            f"{d:>4} {'ratio':>10} {'':>9} {run_ms['end2end'] / run_ms['factor']:>8.2f}"
+            f" {'':>6} {'':>8} {'':>8} {field_us['end2end'] / field_us['factor']:>8.2f}"
+            "   (end-to-end / factor)"
+        )
+
+
+if __name__ == "__main__":
+    main()
