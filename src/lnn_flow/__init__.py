@@ -15,8 +15,13 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import init, losses, problems  # noqa: E402
-from ._end_to_end import end_to_end_flow, end_to_end_vector_field  # noqa: E402
+from . import init, losses, problems, theory  # noqa: E402
+from ._end_to_end import (  # noqa: E402
+    apply_preconditioner,
+    end_to_end_flow,
+    end_to_end_vector_field,
+)
+from ._preconditioner import preconditioner, preconditioner_eigh, unvec, vec  # noqa: E402
 from ._factor import (  # noqa: E402
     factor_flow,
     factor_vector_field,
@@ -34,6 +39,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FlowSolution",
     "SolverStats",
+    "apply_preconditioner",
     "end_to_end",
     "end_to_end_flow",
     "end_to_end_vector_field",
@@ -42,7 +48,12 @@ __all__ = [
     "init",
     "losses",
     "overparameterized_objective",
+    "preconditioner",
+    "preconditioner_eigh",
     "problems",
+    "theory",
     "unbalancedness",
     "unbalancedness_matrices",
+    "unvec",
+    "vec",
 ]

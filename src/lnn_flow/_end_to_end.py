@@ -42,21 +42,41 @@ def end_to_end_vector_field(
     return _field(loss, W, depth)
 
 
-def _field(loss: Loss, W: Float[Array, "dn d0"], depth: int) -> Float[Array, "dn d0"]:
-    G = jax.grad(loss)(W)
+def apply_preconditioner(
+    W: Float[ArrayLike, "dn d0"], G: Float[ArrayLike, "dn d0"], depth: int
+) -> Float[Array, "dn d0"]:
+    """`sum_j [W W^T]^{(j-1)/n} G [W^T W]^{(n-j)/n}`: the preconditioner `P(W)` of
+    Corollary 1 applied to `G` without forming it (`vec` of the result is
+    `P(W) vec(G)`), from one reduced SVD as in [`lnn_flow.end_to_end_vector_field`][].
+    """
+    depth = _checks.depth(depth)
+    W = _checks.as_float_array("W", W, ndim=2)
+    G = _checks.as_float_array("G", G, ndim=2)
+    if G.shape != W.shape:
+        raise ValueError(f"`G` must have the shape of `W` {tuple(W.shape)}; got {tuple(G.shape)}")
+    return _precondition(W, G, depth)
+
+
+def _precondition(
+    W: Float[Array, "dn d0"], G: Float[Array, "dn d0"], depth: int
+) -> Float[Array, "dn d0"]:
     if depth == 1:
-        return -G
+        return G
     U, s, Vt = jnp.linalg.svd(W, full_matrices=False)
     s = clean_singular_values(s, W.shape)
     outer = power(s, 2 * (depth - 1) / depth)
-    drive = U @ (outer[:, None] * (U.T @ G)) + ((G @ Vt.T) * outer) @ Vt
+    out = U @ (outer[:, None] * (U.T @ G)) + ((G @ Vt.T) * outer) @ Vt
     if depth > 2:
         j = jnp.arange(2, depth, dtype=s.dtype)[:, None]
         left = power(s[None, :], 2 * (j - 1) / depth)
         right = power(s[None, :], 2 * (depth - j) / depth)
         mix = left.T @ right
-        drive = drive + U @ ((U.T @ G @ Vt.T) * mix) @ Vt
-    return -drive
+        out = out + U @ ((U.T @ G @ Vt.T) * mix) @ Vt
+    return out
+
+
+def _field(loss: Loss, W: Float[Array, "dn d0"], depth: int) -> Float[Array, "dn d0"]:
+    return -_precondition(W, jax.grad(loss)(W), depth)
 
 
 class _EndToEndSystem(eqx.Module):
