@@ -22,6 +22,20 @@ from ._end_to_end import (  # noqa: E402
     end_to_end_vector_field,
 )
 from ._preconditioner import preconditioner, preconditioner_eigh, unvec, vec  # noqa: E402
+from ._compare import (  # noqa: E402
+    Acceleration,
+    OrderFit,
+    distance_to_flow,
+    distance_vs_lr,
+    first_iteration_within,
+    fit_order,
+    implicit_acceleration,
+    loss_minimum,
+    max_distance_to_flow,
+    unbalancedness_along,
+    unbalancedness_step,
+)
+from ._descent import end_to_end_descent, gradient_descent  # noqa: E402
 from ._factor import (  # noqa: E402
     factor_flow,
     factor_vector_field,
@@ -37,22 +51,35 @@ from ._solution import FlowSolution, SolverStats  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "Acceleration",
     "FlowSolution",
+    "OrderFit",
     "SolverStats",
     "apply_preconditioner",
+    "distance_to_flow",
+    "distance_vs_lr",
+    "end_to_end_descent",
     "end_to_end",
     "end_to_end_flow",
     "end_to_end_vector_field",
     "factor_flow",
     "factor_vector_field",
+    "first_iteration_within",
+    "fit_order",
+    "gradient_descent",
+    "implicit_acceleration",
     "init",
+    "loss_minimum",
     "losses",
+    "max_distance_to_flow",
     "overparameterized_objective",
     "preconditioner",
     "preconditioner_eigh",
     "problems",
     "theory",
     "unbalancedness",
+    "unbalancedness_along",
+    "unbalancedness_step",
     "unbalancedness_matrices",
     "unvec",
     "vec",
