@@ -7,6 +7,7 @@ the factors. Compilation is keyed on shapes and the static configuration only: t
 tolerances and the loss threshold are traced, so changing their values never recompiles.
 """
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -183,6 +184,8 @@ def solve(
             f"`dt0` is required: {type(solver).__name__} has no error estimate, so it "
             "takes constant steps of size dt0"
         )
+    if dense:
+        _warn_dense_memory(y0, solver, int(max_steps))
     if progress_meter is None:
         progress_meter = diffrax.NoProgressMeter()
     return _solve(
@@ -201,6 +204,23 @@ def solve(
         dense=bool(dense),
         progress_meter=progress_meter,
     )
+
+
+_DENSE_WARN_BYTES = 2 * 2**30
+
+
+def _warn_dense_memory(y0, solver, max_steps: int) -> None:
+    """Dense output keeps every step's interpolation data in buffers sized by
+    `max_steps` up front: warn before a large allocation."""
+    state = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(y0))
+    stages = getattr(getattr(solver, "tableau", None), "num_stages", 7)
+    estimate = max_steps * state * (stages + 2)
+    if estimate > _DENSE_WARN_BYTES:
+        warnings.warn(
+            f"dense=True reserves about {estimate / 2**30:.1f} GiB for max_steps="
+            f"{max_steps}; pass a smaller max_steps if the solve needs fewer steps",
+            stacklevel=4,
+        )
 
 
 @eqx.filter_jit
