@@ -36,6 +36,14 @@ from ._compare import (  # noqa: E402
     unbalancedness_step,
 )
 from ._descent import end_to_end_descent, gradient_descent  # noqa: E402
+from ._batch import solve_batch  # noqa: E402
+from ._sweep import (  # noqa: E402
+    CorruptResultError,
+    load_study,
+    load_sweep,
+    run_sweep,
+    summarize,
+)
 from ._factor import (  # noqa: E402
     factor_flow,
     factor_vector_field,
@@ -52,6 +60,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Acceleration",
+    "CorruptResultError",
     "FlowSolution",
     "OrderFit",
     "SolverStats",
@@ -69,6 +78,8 @@ __all__ = [
     "gradient_descent",
     "implicit_acceleration",
     "init",
+    "load_study",
+    "load_sweep",
     "loss_minimum",
     "losses",
     "max_distance_to_flow",
@@ -76,6 +87,9 @@ __all__ = [
     "preconditioner",
     "preconditioner_eigh",
     "problems",
+    "run_sweep",
+    "solve_batch",
+    "summarize",
     "theory",
     "unbalancedness",
     "unbalancedness_along",

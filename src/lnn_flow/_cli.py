@@ -30,6 +30,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if all(r["success"] for r in rows) else 1
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from ._sweep import format_summary, load_study, run_sweep, summarize
+
+    study = load_study(args.study)
+    out = args.out if args.out is not None else f"results/{study.name}"
+    groups = run_sweep(
+        study, out, progress=not args.no_progress, solve_progress=args.solve_progress
+    )
+    if groups:  # process 0 (the only one under jax.distributed) reports
+        print(format_summary(summarize(groups), list(study.grid)))
+        print(f"\n{len(groups)} groups in {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="lnn-flow",
@@ -48,6 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3])
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+    sweep = sub.add_parser(
+        "sweep",
+        help="run (or resume) a study: a grid of configurations times seeds",
+    )
+    sweep.add_argument("study", help="the study file (.toml or .json)")
+    sweep.add_argument(
+        "--out", default=None, help="results directory (default results/NAME)"
+    )
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument(
+        "--solve-progress", action="store_true",
+        help="also a progress bar per solve (diffrax's TqdmProgressMeter)",
+    )
+    sweep.set_defaults(run=_sweep)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

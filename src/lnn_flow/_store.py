@@ -1,0 +1,161 @@
+"""Result files that a kill at any moment cannot leave half-written yet marked complete.
+
+A group of runs is two files: `NAME.npz` (the arrays, NumPy's open zip-of-`.npy`
+format, no pickles) and `NAME.json` (labels: config values, seeds, save times, wall time,
+the full study, package and JAX versions, and the SHA-256 of the `.npz`). Each is
+written to a temporary file, flushed to disk, and moved into place with `os.replace`,
+which is atomic: a reader sees the old file or the new one, never a mix. The `.json` is
+written last and is the completion marker: an `.npz` without its `.json` is an
+interrupted write and is ignored (recomputed); a `.json` whose `.npz` is missing or does
+not match the checksum is corrupt and raises `CorruptResultError`.
+"""
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "lnn_flow.sweep-group/1"
+_TEMP_MARK = ".tmp-"
+
+
+class CorruptResultError(ValueError):
+    """A result file exists but cannot be trusted; it is never loaded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """One configuration solved from many seeds: arrays with a leading seed axis (or
+    none, for shared ones such as `ts`) and the labels that say what they are."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta["config"]
+
+    @property
+    def seeds(self) -> np.ndarray:
+        return self.arrays["seed"]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that `path` is either absent/old or complete."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
+    with open(temp, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # not supported on this platform
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_temporaries(directory: Path) -> None:
+    """Delete temporary files left by killed writers (one writer per directory)."""
+    for path in Path(directory).glob(f".*{_TEMP_MARK}*"):
+        path.unlink(missing_ok=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(path, (json.dumps(value, indent=1, allow_nan=True) + "\n").encode())
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptResultError(
+            f"{what} {path} is unreadable or truncated ({err}); delete it to recompute"
+        ) from err
+
+
+def write_group(directory: Path, name: str, arrays: dict[str, Any], meta: dict) -> Group:
+    """Write one group: the arrays, then the labels with the arrays' checksum."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    npz = Path(directory) / f"{name}.npz"
+    write_atomic(npz, buffer.getvalue())
+    meta = {
+        "format": FORMAT,
+        **meta,
+        "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in
+                   arrays.items()},
+        "npz": npz.name,
+        "sha256": sha256(npz),
+        "complete": True,
+    }
+    write_json(Path(directory) / f"{name}.json", meta)
+    return Group(arrays, meta)
+
+
+def read_group(json_path: Path) -> Group:
+    """Load a group after checking that it is complete and its arrays are intact."""
+    json_path = Path(json_path)
+    meta = read_json(json_path, "result label file")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CorruptResultError(
+            f"{json_path} is not an lnn_flow sweep group file (expected format "
+            f"{FORMAT!r}); delete it to recompute"
+        )
+    if meta.get("complete") is not True or "sha256" not in meta:
+        raise CorruptResultError(
+            f"{json_path} is not marked complete; delete it to recompute"
+        )
+    npz = json_path.with_suffix(".npz")
+    if meta.get("npz") != npz.name or not isinstance(meta.get("arrays"), dict):
+        raise CorruptResultError(
+            f"{json_path} does not describe {npz.name}; delete it to recompute"
+        )
+    if not npz.exists():
+        raise CorruptResultError(
+            f"{json_path} is complete but its arrays {npz.name} are missing; delete "
+            f"{json_path.name} to recompute"
+        )
+    if sha256(npz) != meta["sha256"]:
+        raise CorruptResultError(
+            f"{npz} is corrupt or partial: its SHA-256 does not match the one recorded "
+            f"in {json_path.name}; delete both files to recompute"
+        )
+    try:
+        with np.load(npz, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise CorruptResultError(f"{npz} cannot be read ({err})") from err
+    for name, spec in meta["arrays"].items():
+        if name not in arrays or list(arrays[name].shape) != spec["shape"]:
+            raise CorruptResultError(
+                f"{npz} does not hold the array {name!r} of shape {spec['shape']} "
+                f"listed in {json_path.name}"
+            )
+    return Group(arrays, meta)
