@@ -1,7 +1,10 @@
 """The `lnn-flow` command."""
 
 import argparse
+import json
+import pathlib
 import sys
+import tomllib
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -44,6 +47,129 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_assignments(pairs: list[str]) -> dict:
+    """`key=value` pairs; values are JSON literals (numbers, lists, strings)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"`--set` expects key=value; got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _study_spec(name_or_path: str) -> tuple[str, dict]:
+    """A built-in study name, or a TOML/JSON file naming one (`study = "..."` with a
+    `[parameters]` table)."""
+    from .studies import STUDIES
+
+    if name_or_path in STUDIES:
+        return name_or_path, {}
+    path = pathlib.Path(name_or_path)
+    if not path.exists():
+        raise ValueError(
+            f"unknown study {name_or_path!r}: give one of {sorted(STUDIES)} or a study "
+            "file (.toml or .json)"
+        )
+    text = path.read_text()
+    try:
+        spec = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a valid {path.suffix[1:].upper()} file: {err}")
+    if "grid" in spec and "study" not in spec:
+        return "sweep", {"path": str(path)}
+    study = spec.get("study")
+    if study not in STUDIES:
+        raise ValueError(
+            f"{path}: `study` must be one of {sorted(STUDIES)}, or the file must be a "
+            f"sweep (a [grid] of configurations x seeds); got study = {study!r}"
+        )
+    unknown = set(spec) - {"study", "parameters"}
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+    return study, dict(spec.get("parameters", {}))
+
+
+def _sweep_report(path: str, args: argparse.Namespace) -> int:
+    """A sweep file under `lnn-flow run`: run (or resume) it, then report its summary."""
+    from matplotlib.figure import Figure
+
+    from ._report import Report
+    from ._sweep import load_study, run_sweep, summarize
+
+    study = load_study(path)
+    out = pathlib.Path(args.out) if args.out else pathlib.Path("reports") / study.name
+    groups = run_sweep(study, out / "groups", progress=not args.no_progress)
+    summary = summarize(groups)
+    rows = []
+    for row in summary:
+        flat = {k: row["config"][k] for k in study.grid}
+        flat.update(seeds=row["seeds"], failures=row["failures"])
+        for stat in ("loss_final", "effective_rank_final", "relative_error_final"):
+            if stat in row:
+                flat[f"{stat}_median"] = row[stat]["median"]
+                flat[f"{stat}_q10"] = row[stat]["q10"]
+                flat[f"{stat}_q90"] = row[stat]["q90"]
+        rows.append(flat)
+    figure = Figure(figsize=(max(5, 0.6 * len(rows)), 3.6))
+    ax = figure.subplots()
+    labels = [", ".join(f"{k}={r[k]}" for k in study.grid) for r in rows]
+    medians = [r.get("loss_final_median", float("nan")) for r in rows]
+    spread = [[m - r.get("loss_final_q10", m) for m, r in zip(medians, rows)],
+              [r.get("loss_final_q90", m) - m for m, r in zip(medians, rows)]]
+    ax.errorbar(range(len(rows)), medians, yerr=spread, fmt="o", capsize=3)
+    ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set(yscale="log", ylabel="final loss (median, q10-q90)", title=study.name)
+    figure.tight_layout()
+    report = Report(
+        name=study.name,
+        title=f"Sweep {study.name}",
+        description=(
+            f"{len(groups)} configurations x {len(study.seeds)} seeds from {path}; the "
+            f"arrays of every group are in {out / 'groups'} (lnn_flow.load_sweep)."
+        ),
+        tables={"summary": rows},
+        figures={"final_loss": figure},
+        parameters={"study_file": path, **{k: list(v) for k, v in study.grid.items()}},
+    )
+    print(report.table("summary"))
+    print(f"\nReport: {report.write(out)}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import inspect
+    import time
+
+    from .studies import SMALL, STUDIES
+
+    name, parameters = _study_spec(args.study)
+    if name == "sweep":
+        return _sweep_report(parameters["path"], args)
+    if args.small:
+        parameters = {**SMALL[name], **parameters}
+    parameters.update(_parse_assignments(args.set))
+    accepted = set(inspect.signature(STUDIES[name]).parameters) - {"progress"}
+    unknown = set(parameters) - accepted
+    if unknown:
+        raise ValueError(
+            f"study {name!r} has no parameter(s) {sorted(unknown)}; it takes "
+            f"{sorted(accepted)}"
+        )
+    start = time.perf_counter()
+    report = STUDIES[name](**parameters, progress=not args.no_progress)
+    seconds = time.perf_counter() - start
+    report.parameters["wall_seconds"] = round(seconds, 1)
+    summary = report.write(args.out if args.out else pathlib.Path("reports") / name)
+    for table in report.tables:
+        print(report.table(table))
+    print(f"\n{report.title}: {seconds:.1f} s. Report: {summary}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="lnn-flow",
@@ -62,6 +188,27 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3])
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+    run = sub.add_parser(
+        "run",
+        help="run a study and write a report folder (figures, tables, summary)",
+        description=(
+            "Run a built-in study (completion: deep networks vs minimum nuclear norm; "
+            "greedy: singular values switching on; norms: Proposition 5's diverging "
+            "norms) or a study file (TOML/JSON with `study = NAME` and a [parameters] "
+            "table), and write PNG figures, CSV/JSON tables and summary.md."
+        ),
+    )
+    run.add_argument("study", help="completion, greedy, norms, or a study file")
+    run.add_argument("--out", default=None, help="report folder (default reports/NAME)")
+    run.add_argument(
+        "--small", action="store_true", help="reduced sizes that still show the effect"
+    )
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a parameter (JSON value), e.g. --set 'counts=[1000,2000]'",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(run=_run)
     sweep = sub.add_parser(
         "sweep",
         help="run (or resume) a study: a grid of configurations times seeds",

@@ -1,0 +1,68 @@
+"""The `lnn-flow` command: demo, run (built-in studies, study files, sweeps), errors."""
+
+import json
+
+import pytest
+
+from lnn_flow._cli import main
+
+
+def test_demo_prints_agreement_table(capsys):
+    assert main(["demo", "--dim", "4", "--measurements", "10", "--t1", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "max gap" in out and out.count(" yes") == 3
+
+
+def test_run_builtin_study_writes_report(tmp_path, capsys):
+    out = tmp_path / "norms"
+    code = main(["run", "norms", "--small", "--no-progress", "--out", str(out),
+                 "--set", "depths=[3]", "--set", "t1=500"])
+    assert code == 0
+    assert "Report:" in capsys.readouterr().out
+    data = json.loads((out / "results.json").read_text())
+    assert data["parameters"]["depths"] == [3] and data["parameters"]["t1"] == 500
+    assert (out / "norm_vs_loss.png").exists() and (out / "norms.csv").exists()
+
+
+def test_run_study_file(tmp_path):
+    spec = tmp_path / "mine.toml"
+    spec.write_text('study = "norms"\n[parameters]\ndepths = [3]\nt1 = 300.0\n')
+    assert main(["run", str(spec), "--no-progress", "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["parameters"]["t1"] == 300
+
+
+def test_run_sweep_file(tmp_path):
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps({
+        "name": "tiny", "problem": "matrix_sensing", "method": "factor", "seeds": 2,
+        "fixed": {"d_in": 3, "d_out": 3, "rank": 1, "t1": 5.0, "num_saves": 3},
+        "grid": {"depth": [2], "num_measurements": [6, 8]},
+    }))
+    assert main(["run", str(spec), "--no-progress", "--out", str(tmp_path / "s")]) == 0
+    rows = json.loads((tmp_path / "s" / "results.json").read_text())["tables"]["summary"]
+    assert [r["num_measurements"] for r in rows] == [6, 8]
+    assert all(r["seeds"] == 2 and r["failures"] == 0 for r in rows)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["run", "nonsense"], "unknown study 'nonsense'"),
+        (["run", "greedy", "--set", "foo=1"], "has no parameter(s) ['foo']"),
+        (["run", "greedy", "--set", "oops"], "expects key=value"),
+    ],
+)
+def test_clear_errors(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_study_file(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('study = "nope"\n')
+    assert main(["run", str(bad)]) == 2
+    assert "`study` must be one of" in capsys.readouterr().err
+    broken = tmp_path / "broken.toml"
+    broken.write_text("study = [\n")
+    assert main(["run", str(broken)]) == 2
+    assert "not a valid TOML file" in capsys.readouterr().err
