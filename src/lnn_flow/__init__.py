@@ -4,7 +4,12 @@ Factors `ws = (W_1, ..., W_n)`, `W_j` of shape `(d_j, d_{j-1})`; the end-to-end 
 `W_n ... W_1` (Definition 2). Two flows, solved side by side:
 
 - `factor_flow`: gradient flow on the factors (eq. 2);
-- `end_to_end_flow`: the end-to-end dynamics of Theorem 1 (eq. 3) on `W` alone.
+- `end_to_end_flow`: the end-to-end dynamics of Theorem 1 (eq. 3) on `W` alone;
+- `gradient_descent`, `end_to_end_descent`: their discrete counterparts (Claim 1);
+- `solve_batch`, `run_sweep`: many initializations and configurations, across devices.
+
+`lnn_flow.theory` checks the notes' results along solved trajectories and
+`lnn_flow.studies` runs the implicit-regularization studies of Section 4.
 
 Importing lnn_flow turns on JAX's 64-bit mode: numerics are float64 unless a caller
 passes float32 arrays. Equation numbers refer to Cohen & Razin, *Lecture Notes on

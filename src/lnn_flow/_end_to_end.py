@@ -119,6 +119,11 @@ def end_to_end_flow(
     (Assumption 1) whose product is `W0`, solved on the `d_n x d_0` end-to-end matrix
     alone. Arguments and result as in [`lnn_flow.factor_flow`][], except that
     `result.factors` is `None`.
+
+    Theorem 1 assumes hidden widths >= min(d_0, d_n). A network with a narrower layer
+    keeps rank(W) <= k; this ODE is tangent to the rank-k matrices but amplifies solver
+    noise off them (fractional powers of ~atol-sized singular values), so solve such
+    networks with `factor_flow`.
     """
     depth = _checks.depth(depth)
     W0 = _checks.finite("W0", _checks.as_float_array("W0", W0, ndim=2))
