@@ -114,15 +114,17 @@ def _sweep_report(path: str, args: argparse.Namespace) -> int:
                 flat[f"{stat}_q10"] = row[stat]["q10"]
                 flat[f"{stat}_q90"] = row[stat]["q90"]
         rows.append(flat)
-    figure = Figure(figsize=(max(5, 0.6 * len(rows)), 3.6))
+    figure = Figure(figsize=(6.5, 1.2 + 0.35 * len(rows)))
     ax = figure.subplots()
-    labels = [", ".join(f"{k}={r[k]}" for k in study.grid) for r in rows]
+    labels = [", ".join(str(r[k]) for k in study.grid) for r in rows]
     medians = [r.get("loss_final_median", float("nan")) for r in rows]
     spread = [[m - r.get("loss_final_q10", m) for m, r in zip(medians, rows)],
               [r.get("loss_final_q90", m) - m for m, r in zip(medians, rows)]]
-    ax.errorbar(range(len(rows)), medians, yerr=spread, fmt="o", capsize=3)
-    ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
-    ax.set(yscale="log", ylabel="final loss (median, q10-q90)", title=study.name)
+    ax.errorbar(medians, range(len(rows)), xerr=spread, fmt="o", capsize=3)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xscale="log", xlabel="final loss (median, q10 to q90 over seeds)",
+           ylabel=", ".join(study.grid), title=study.name)
     figure.tight_layout()
     report = Report(
         name=study.name,
