@@ -27,6 +27,7 @@ from ._factor import factor_flow
 from ._network import end_to_end
 from ._nuclear import min_nuclear_norm_completion
 from ._report import Report
+from ._sweep import effective_rank as _effective_rank_of_singular_values
 
 __all__ = [
     "Report",
@@ -40,13 +41,11 @@ __all__ = [
 ]
 
 
-def effective_rank(W: Float[ArrayLike, "dn d0"]) -> Float[Array, ""]:
-    """Effective rank of Roy & Vetterli (2007): `exp(H(p))` for the distribution
-    `p_r = sigma_r / sum(sigma)`; equals the rank when the nonzero singular values are
-    equal and degrades smoothly with their spread."""
-    s = jnp.linalg.svd(jnp.asarray(W), compute_uv=False)
-    p = s / jnp.sum(s)
-    return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)))
+def effective_rank(W: Float[ArrayLike, "*batch dn d0"]) -> np.ndarray:
+    """Effective rank of Roy & Vetterli (2007), `exp(H(p))` for the distribution
+    `p_r = sigma_r / sum(sigma)`: the rank when the nonzero singular values are equal,
+    degrading smoothly with their spread (the measure the sweep summaries use)."""
+    return _effective_rank_of_singular_values(np.linalg.svd(np.asarray(W), compute_uv=False))
 
 
 def _row(label, W, truth, train_loss, seconds, success, **extra) -> dict[str, Any]:
