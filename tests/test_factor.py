@@ -217,3 +217,16 @@ def test_factor_flow_rejects_bad_input(problem):
         lf.factor_flow(loss, ws0, 1.0, max_steps=0)
     with pytest.raises(ValueError, match="`loss_threshold` must be finite"):
         lf.factor_flow(loss, ws0, 1.0, loss_threshold=jnp.nan)
+
+
+def test_fixed_step_divergence_marks_saves_unreached():
+    """Euler with too large a step diverges; it keeps stepping through NaN, but those
+    saves are reported as unreached and the solve as failed."""
+    loss = lf.losses.WhitenedSquare(jnp.diag(jnp.array([2.0, 1.5])))
+    ws0 = (jnp.eye(2), jnp.eye(2))
+    ts = jnp.linspace(0.0, 30.0, 11)
+    sol = lf.factor_flow(loss, ws0, ts[-1], ts, solver=diffrax.Euler(), dt0=1.5)
+    assert not sol.success and not sol.finite
+    assert "non-finite" in sol.message
+    assert sol.reached[0] and not sol.reached[-1]
+    assert jnp.all(jnp.isfinite(sol.loss[sol.reached]))

@@ -291,3 +291,13 @@ def test_atomic_write_leaves_old_or_new(tmp_path):
     _store.write_atomic(path, b"old")
     _store.write_atomic(path, b"new")
     assert path.read_bytes() == b"new" and not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("solver", ["Euler", "AbstractERK"])
+def test_study_rejects_solvers_it_cannot_run(solver):
+    raw = {
+        "name": "s", "problem": "matrix_sensing", "method": "factor", "seeds": 1,
+        "fixed": {"d_in": 3, "d_out": 3, "solver": solver}, "grid": {"depth": [2]},
+    }
+    with pytest.raises(ValueError, match="`solver`"):
+        lf._sweep.parse_study(raw)

@@ -221,3 +221,22 @@ def test_exercise5_closed_forms_match_solved_flows(depth):
     np.testing.assert_allclose(got, want, atol=2 * e)
     ratio = want[:, 0] / want[:, 1]
     assert ratio[-1] > 5 * ratio[0]  # gaps grow fast
+
+
+def test_exercise5_past_blow_up_and_negative_start():
+    # n = 4, sigma(0) = 1, c = 1: blow-up at sigma0^{2/n-1} / ((1 - 2/n) n c) = 0.5.
+    values = th.exercise5_singular_values(1.0, 1.0, jnp.array([0.0, 0.3, 0.6, 1.0]), 4)
+    np.testing.assert_allclose(values[:2, 0], [1.0, 6.25])
+    assert jnp.all(jnp.isinf(values[2:, 0]))
+    # sigma(0) < 0 with drive c mirrors sigma(0) > 0 with drive -c.
+    mirrored = th.exercise5_singular_values(-0.5, 0.7, jnp.array([0.4]), 3)
+    np.testing.assert_allclose(mirrored, -th.exercise5_singular_values(0.5, -0.7, jnp.array([0.4]), 3))
+
+
+def test_theory_inputs_are_checked():
+    with pytest.raises(ValueError, match="`delta` must be > 0"):
+        th.theorem2_time(1.0, 0.1, 1.0, -0.5, 3)
+    with pytest.raises(ValueError, match="`epsilon` must be > 0"):
+        th.theorem2_time(1.0, 0.0, 1.0, 0.5, 3)
+    with pytest.raises(ValueError, match="`W` must be nonzero"):
+        th.proposition3_point(jnp.zeros((2, 3)), (3, 4, 4, 2))

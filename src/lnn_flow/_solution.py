@@ -44,7 +44,8 @@ class FlowSolution(eqx.Module):
 
     Saves at times the solve did not reach (after a `loss_threshold` stop, or after a
     failure) hold NaN and have `reached == False`; the state where the solve ended is in
-    the `*_final` fields. Under `jax.vmap` every field gains a leading batch axis.
+    the `*_final` fields (non-finite, with `finite == False`, when a fixed-step solver
+    stepped into NaN). Under `jax.vmap` every field gains a leading batch axis.
     """
 
     ts: Float[Array, " k"]
@@ -279,17 +280,30 @@ def _solve(
     # diffrax writes saves as it steps past them; a save at t0 is the initial state
     # even when no step was ever accepted.
     at_start = ts == t0
-    reached = jnp.isfinite(saved_ts) | at_start
     final_y = jax.tree_util.tree_map(lambda x: x[0], final_ys)
 
-    def fill(saved, start):
-        column = lambda m: m.reshape((-1,) + (1,) * (saved.ndim - 1))
-        saved = jnp.where(column(at_start), start[None], saved)
-        return jnp.where(column(reached), saved, jnp.nan)
+    def rows(mask, x):
+        return mask.reshape((-1,) + (1,) * (x.ndim - 1))
 
-    saved_ys = jax.tree_util.tree_map(fill, saved_ys, y0)
+    saved_ys = jax.tree_util.tree_map(
+        lambda saved, start: jnp.where(rows(at_start, saved), start[None], saved),
+        saved_ys,
+        y0,
+    )
     end_to_end = jax.vmap(system.end_to_end)(saved_ys)
+    loss = jax.vmap(system.loss)(end_to_end)
+    # A fixed-step solver keeps stepping through overflow and NaN: such saves count
+    # as unreached, like those after a stop or a failure.
+    finite_rows = jnp.isfinite(loss) & jnp.all(
+        jnp.isfinite(end_to_end.reshape(end_to_end.shape[0], -1)), axis=1
+    )
+    reached = (jnp.isfinite(saved_ts) & finite_rows) | at_start
+    blank = lambda x: jnp.where(rows(reached, x), x, jnp.nan)
+    saved_ys, end_to_end, loss = jax.tree_util.tree_map(
+        blank, (saved_ys, end_to_end, loss)
+    )
     final_end_to_end = system.end_to_end(final_y)
+    final_loss = system.loss(final_end_to_end)
     stats = sol.stats
     stopped = jnp.asarray(False)
     if event is not None:
@@ -297,15 +311,15 @@ def _solve(
     return FlowSolution(
         ts=ts,
         end_to_end=end_to_end,
-        loss=jax.vmap(system.loss)(end_to_end),
+        loss=loss,
         factors=system.factors(saved_ys),
         reached=reached,
         t_final=final_ts[0],
         end_to_end_final=final_end_to_end,
-        loss_final=system.loss(final_end_to_end),
+        loss_final=final_loss,
         factors_final=system.factors(final_y),
         stopped=stopped & (sol.result == diffrax.RESULTS.event_occurred),
-        finite=_all_finite(final_y),
+        finite=_all_finite(final_y) & jnp.isfinite(final_loss),
         result=sol.result,
         stats=SolverStats(
             num_steps=stats["num_steps"],

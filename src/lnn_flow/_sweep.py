@@ -265,8 +265,15 @@ def _complete(config: dict[str, Any], study: Study) -> dict[str, Any]:
     if config["init"] not in INITS:
         raise ValueError(f"`init` must be one of {list(INITS)}; got {config['init']!r}")
     solver = getattr(diffrax, config["solver"], None)
-    if not (isinstance(solver, type) and issubclass(solver, diffrax.AbstractSolver)):
-        raise ValueError(f"`solver` must name a diffrax solver; got {config['solver']!r}")
+    if not (isinstance(solver, type) and issubclass(solver, diffrax.AbstractAdaptiveSolver)):
+        raise ValueError(
+            "`solver` must name an adaptive diffrax solver (with an error estimate, "
+            f"e.g. Tsit5, Dopri5, Dopri8, Kvaerno5); got {config['solver']!r}"
+        )
+    try:
+        solver()
+    except TypeError as err:  # abstract classes cannot be instantiated
+        raise ValueError(f"`solver` {config['solver']!r} cannot be instantiated: {err}")
     if config["rank"] > min(config["d_in"], config["d_out"]):
         raise ValueError(
             f"`rank` {config['rank']} exceeds min(d_in, d_out) = "

@@ -60,6 +60,7 @@ def proposition3_point(
     """
     dims = _checks.dims(dims)
     W = _checks.finite("W", _checks.as_float_array("W", W, ndim=2))
+    _checks._require("W", W, lambda v: ~jnp.any(v != 0), "must be nonzero")
     d0, dn, n = dims[0], dims[-1], len(dims) - 1
     if W.shape != (dn, d0):
         raise ValueError(f"`W` must have shape {(dn, d0)} for dims {dims}")
@@ -103,8 +104,16 @@ def theorem2_time(
     """The time after which `phi(t) - phi* <= epsilon` (Theorem 2):
     `ln((phi(0) - phi*) / epsilon) / (2 alpha delta^{2(n-1)/n})`."""
     depth = _checks.depth(depth)
-    rate = 2 * alpha * delta ** (2 * (depth - 1) / depth)
+    rate = _theorem2_rate(alpha, delta, depth)
+    initial_gap = _checks.positive("initial_gap", jnp.asarray(initial_gap, float))
+    epsilon = _checks.positive("epsilon", jnp.asarray(epsilon, float))
     return jnp.log(initial_gap / epsilon) / rate
+
+
+def _theorem2_rate(alpha, delta, depth: int):
+    alpha = _checks.positive("alpha", jnp.asarray(alpha, float))
+    delta = _checks.positive("delta", jnp.asarray(delta, float))
+    return 2 * alpha * delta ** (2 * (depth - 1) / depth)
 
 
 def convergence_envelope(
@@ -113,7 +122,8 @@ def convergence_envelope(
     """Gronwall's envelope of Theorem 2's proof:
     `l(t) - l* <= (l(0) - l*) exp(-2 alpha delta^{2(n-1)/n} t)`."""
     depth = _checks.depth(depth)
-    rate = 2 * alpha * delta ** (2 * (depth - 1) / depth)
+    rate = _theorem2_rate(alpha, delta, depth)
+    initial_gap = _checks.non_negative("initial_gap", jnp.asarray(initial_gap, float))
     return initial_gap * jnp.exp(-rate * jnp.asarray(ts))
 
 
@@ -139,11 +149,17 @@ def check_theorem2(
     absolute allowance for solver error in the computed loss."""
     if not isinstance(loss, WhitenedSquare):
         raise TypeError("`loss` must be a WhitenedSquare (alpha = 1, l* = 0)")
-    W0 = solution.end_to_end[..., 0, :, :]
+    if solution.end_to_end.ndim != 3:
+        raise ValueError(
+            "`solution` must be one solve (end_to_end of shape (k, dn, d0)); for a "
+            "batch use jax.vmap(lambda s: check_theorem2(s, loss))(solutions)"
+        )
+    W0 = solution.end_to_end[0]
     margin = deficiency_margin(W0, loss.target) if delta is None else jnp.asarray(delta)
     ts = solution.ts
     gap = solution.loss
-    envelope = convergence_envelope(ts - ts[0], gap[0], 1.0, margin, solution.depth)
+    rate = 2 * jnp.maximum(margin, 0.0) ** (2 * (solution.depth - 1) / solution.depth)
+    envelope = gap[0] * jnp.exp(-rate * (ts - ts[0]))
     ok = jnp.where(solution.reached, gap <= envelope + slack, True)
     return Theorem2Check(ts, gap, envelope, margin, jnp.all(ok) & (margin > 0))
 
@@ -463,6 +479,9 @@ def exercise5_singular_values(
     - n >= 3: `sigma_r(t) = (sigma_r(0)^{2/n-1} + (2/n-1) n c_r t)^{1/(2/n-1)}`, which
       blows up in finite time `sigma_r(0)^{2/n-1} / ((1-2/n) n c_r)` for `c_r > 0`;
     - n = 1: `sigma_r(t) = sigma_r(0) + c_r t`.
+
+    Past the blow-up time the result is `inf`; a negative `sigma_r(0)` follows the
+    mirrored formula of the proof of Lemma 2.
     """
     depth = _checks.depth(depth)
     t = jnp.asarray(ts)[:, None]
@@ -470,10 +489,16 @@ def exercise5_singular_values(
     c = jnp.atleast_1d(jnp.asarray(drive, t.dtype))
     if depth == 1:
         return s0 + c * t
+    # sigma(0) < 0 mirrors sigma(0) > 0 with the drive's sign flipped (proof of
+    # Lemma 2); sigma(0) = 0 stays 0.
+    sign = jnp.sign(s0)
+    size, c = jnp.abs(s0), sign * c
     if depth == 2:
-        return s0 * jnp.exp(2 * c * t)
+        return sign * size * jnp.exp(2 * c * t)
     p = 2 / depth - 1
-    return (s0**p + p * depth * c * t) ** (1 / p)
+    base = size**p + p * depth * c * t
+    safe = jnp.where(base > 0, base, 1.0)
+    return sign * jnp.where(base > 0, safe ** (1 / p), jnp.inf)  # inf past blow-up
 
 
 __all__ = [
