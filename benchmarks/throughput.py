@@ -61,7 +61,8 @@ def throughput(loss, sizes, chunk):
     member = lambda ws, i: tuple(w[i] for w in ws)
     for B in sizes:
         ws0 = jax.block_until_ready(initial(B, SCALE))
-        batched = lambda: lf.solve_batch("factor", loss, ws0, T1, **OPTIONS)
+        batched = lambda: lf.solve_batch("factor", loss, ws0, T1, chunk_size=None,
+                                         **OPTIONS)
         _, first = timed(batched)
         out, run = timed(batched)
         chunked = lambda: lf.solve_batch("factor", loss, ws0, T1, chunk_size=chunk,

@@ -122,7 +122,7 @@ def test_bad_input_names_the_argument(problem):
     ragged = (ws0[0], ws0[1][:2], ws0[2])
     with pytest.raises(ValueError, match="`init` must have one leading batch axis"):
         lf.solve_batch("factor", loss, ragged, T1)
-    with pytest.raises(ValueError, match="`chunk_size` must be a positive integer"):
+    with pytest.raises(ValueError, match="`chunk_size` must be a positive integer, None or 'auto'"):
         lf.solve_batch("factor", loss, ws0, T1, chunk_size=0)
     with pytest.raises(TypeError, match="`devices`"):
         lf.solve_batch("factor", loss, ws0, T1, devices=["cpu:0"])
@@ -253,3 +253,12 @@ def test_distributed_recipe_on_localhost(tmp_path):
                                            err_msg=name)
             else:
                 assert np.array_equal(a[name], b[name]), name
+
+
+def test_auto_chunk_size_chunks_only_large_cpu_batches():
+    from lnn_flow._batch import auto_chunk_size
+
+    cpu = jax.devices("cpu")[:1]
+    assert auto_chunk_size(64, cpu) is None
+    assert auto_chunk_size(65, cpu) == 64
+    assert auto_chunk_size(1024, cpu) == 64

@@ -85,6 +85,17 @@ def _resolve_devices(devices) -> tuple:
     return devices
 
 
+CPU_CHUNK = 64
+
+
+def auto_chunk_size(size: int, devices: Sequence[jax.Device]) -> int | None:
+    """The `chunk_size` that `"auto"` picks: 64 seeds at a time on CPU devices that
+    each hold more than 64 (one vmap over more falls out of cache), else no chunks."""
+    per_device = -(-size // len(devices))
+    on_cpu = all(d.platform == "cpu" for d in devices)
+    return CPU_CHUNK if on_cpu and per_device > CPU_CHUNK else None
+
+
 def _trace_floats(tree):
     # Python floats become traced scalars so that changing times, tolerances or step
     # sizes never recompiles; ints, bools, strings and modules stay static.
@@ -99,7 +110,7 @@ def solve_batch(
     init: PyTree[Array],
     *args: Any,
     devices: Sequence[jax.Device] | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | None | str = "auto",
     **kwargs: Any,
 ) -> FlowSolution:
     """Solve one problem from a batch of initializations; the batch axis leads `init`.
@@ -119,9 +130,13 @@ def solve_batch(
     - `devices`: the devices to split the batch over; default all of `jax.devices()`
       (global devices after `jax.distributed.initialize`). One device: no sharding.
     - `chunk_size`: solve each device's seeds `chunk_size` at a time (`jax.lax.map`
-      with `batch_size`), one vmapped chunk after another, instead of all at once.
-      A vmapped adaptive solve steps every member until the slowest finishes, and on
-      CPU a large batch falls out of cache: `benchmarks/throughput.py` measures both.
+      with `batch_size`), one vmapped chunk after another, instead of all at once
+      (`None`). A vmapped adaptive solve steps every member until the slowest
+      finishes, and on CPU a large batch falls out of cache: `benchmarks/throughput.py`
+      measures both. `"auto"` (default) chunks by 64 on CPU devices holding more than
+      64 seeds each, where it measured fastest (d = 20, depth 3: 69 solves/s at
+      B = 1024 against 34 for one vmap and 39 for a loop), and does not chunk
+      elsewhere.
 
     Python floats among the arguments are traced, so new times, tolerances or step
     sizes reuse the compiled program; a bad value (e.g. `rtol=-1.0`) then fails at run
@@ -134,11 +149,15 @@ def solve_batch(
     """
     solve_one = _method(method)
     size = batch_size(init)
+    devices = _resolve_devices(devices)
+    if isinstance(chunk_size, str) and chunk_size == "auto":
+        chunk_size = auto_chunk_size(size, devices)
     if chunk_size is not None and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
-        raise ValueError(f"`chunk_size` must be a positive integer; got {chunk_size!r}")
-    devices = _resolve_devices(devices)
+        raise ValueError(
+            f"`chunk_size` must be a positive integer, None or 'auto'; got {chunk_size!r}"
+        )
     dynamic, static = eqx.partition(
         (solve_one, loss, init, _trace_floats(args), _trace_floats(kwargs)),
         eqx.is_array,
