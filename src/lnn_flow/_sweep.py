@@ -46,7 +46,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
 
 import tomllib
 

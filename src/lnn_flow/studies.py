@@ -19,7 +19,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
+from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
 
 from . import init, problems, theory
 from ._end_to_end import end_to_end_flow
