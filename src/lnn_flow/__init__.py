@@ -41,7 +41,8 @@ from ._compare import (  # noqa: E402
     unbalancedness_step,
 )
 from ._descent import end_to_end_descent, gradient_descent  # noqa: E402
-from ._batch import solve_batch  # noqa: E402
+from ._batch import solve_batch, solve_pool  # noqa: E402
+from ._pool import PoolStats  # noqa: E402
 from ._sweep import (  # noqa: E402
     CorruptResultError,
     load_study,
@@ -68,6 +69,7 @@ __all__ = [
     "CorruptResultError",
     "FlowSolution",
     "OrderFit",
+    "PoolStats",
     "SolverStats",
     "apply_preconditioner",
     "distance_to_flow",
@@ -94,6 +96,7 @@ __all__ = [
     "problems",
     "run_sweep",
     "solve_batch",
+    "solve_pool",
     "summarize",
     "theory",
     "unbalancedness",

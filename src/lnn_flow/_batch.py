@@ -37,6 +37,7 @@ from jaxtyping import Array, PyTree
 from ._descent import end_to_end_descent, gradient_descent
 from ._end_to_end import end_to_end_flow
 from ._factor import factor_flow
+from ._pool import PoolStats, pool_problem, pooled_solve
 from ._solution import FlowSolution
 
 BATCH_AXIS = "batch"
@@ -162,6 +163,48 @@ def solve_batch(
         (solve_one, loss, init, _trace_floats(args), _trace_floats(kwargs)),
         eqx.is_array,
     )
+    return _dispatch(dynamic, static, size, devices, chunk_size, None)
+
+
+def solve_pool(
+    method: str,
+    loss: Callable,
+    init: PyTree[Array],
+    *args: Any,
+    slots: int = 64,
+    round_steps: int = 32,
+    devices: Sequence[jax.Device] | None = None,
+    **kwargs: Any,
+) -> tuple[FlowSolution, PoolStats]:
+    """Like [`lnn_flow.solve_batch`][], for `"factor"` or `"end_to_end"`, with refilled
+    slots: each device solves its seeds `slots` at a time in rounds of at most
+    `round_steps` steps, and a member that finishes hands its slot to the next
+    pending seed inside the compiled loop (see `lnn_flow._pool`). Use it when seeds
+    need very different numbers of steps (plateaus of different lengths, loss stops):
+    no slot idles while seeds are pending.
+
+    **Returns:** `(solution, stats)`: the batched [`lnn_flow.FlowSolution`][] (member
+    `i` is `init[i]` solved alone, to the solver's tolerance: its steps differ where
+    rounds end; `max_steps` is checked between rounds) and a `PoolStats` with
+    `utilization` (useful steps over slot-steps), summed over devices.
+    """
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+        raise ValueError(f"`slots` must be a positive integer; got {slots!r}")
+    if isinstance(round_steps, bool) or not isinstance(round_steps, int) or round_steps < 1:
+        raise ValueError(f"`round_steps` must be a positive integer; got {round_steps!r}")
+    if not isinstance(method, str):
+        raise ValueError(f"`method` must be 'factor' or 'end_to_end'; got {method!r}")
+    size = batch_size(init)
+    devices = _resolve_devices(devices)
+    dynamic, static = eqx.partition(
+        (method, loss, init, _trace_floats(args), _trace_floats(kwargs)), eqx.is_array
+    )
+    solution, stats = _dispatch(dynamic, static, size, devices, None, (slots, round_steps))
+    stats = jax.tree_util.tree_map(lambda x: jnp.sum(x), stats)
+    return solution, stats
+
+
+def _dispatch(dynamic, static, size, devices, chunk_size, pool):
     mesh = None
     if len(devices) > 1:
         mesh = jax.make_mesh(
@@ -169,14 +212,14 @@ def solve_batch(
             devices=devices,
         )
     try:
-        out = _run(dynamic, static, size, mesh, chunk_size, manual=True)
+        out = _run(dynamic, static, size, mesh, chunk_size, pool, manual=True)
     except ValueError as err:
         if mesh is None or "does not match out_structure" not in str(err):
             raise
         # lineax (the Newton root find that locates a `loss_threshold` stop) rejects
         # the manual-axes shardings shard_map gives its inputs (pmap too). The
         # Auto-axes mesh works for it, at the cost measured in the module docstring.
-        out = _run(dynamic, static, size, mesh, chunk_size, manual=False)
+        out = _run(dynamic, static, size, mesh, chunk_size, pool, manual=False)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
@@ -184,11 +227,27 @@ def solve_batch(
     return out
 
 
+def _pooled(method, loss, args, kwargs, pool):
+    slots, round_steps = pool
+
+    def run(members):
+        system, atols, options = pool_problem(method, loss, members, args, kwargs)
+        solution, stats = pooled_solve(
+            system, members, atols, **options, slots=slots, round_steps=round_steps
+        )
+        # One row per device, so shard_map can stack them along the batch axis.
+        return solution, jax.tree_util.tree_map(lambda x: x[None], stats)
+
+    return run
+
+
 @eqx.filter_jit
-def _run(dynamic, static, size: int, mesh, chunk_size: int | None, manual: bool):
+def _run(dynamic, static, size: int, mesh, chunk_size, pool, manual: bool):
     solve_one, loss, init, args, kwargs = eqx.combine(dynamic, static)
     one = lambda member: solve_one(loss, member, *args, **kwargs)
-    if chunk_size is None:
+    if pool is not None:
+        per_member = _pooled(solve_one, loss, args, kwargs, pool)
+    elif chunk_size is None:
         per_member = jax.vmap(one)
     else:
         per_member = lambda members: jax.lax.map(one, members, batch_size=chunk_size)

@@ -143,6 +143,23 @@ def solve(
     progress_meter,
 ) -> FlowSolution:
     """Validate the solve arguments, then run the compiled solve."""
+    options = prepare(
+        y0, t0=t0, t1=t1, ts=ts, solver=solver, rtol=rtol, atol=atol,
+        max_steps=max_steps, dt0=dt0, stepsize_controller=stepsize_controller,
+        loss_threshold=loss_threshold,
+    )
+    if dense:
+        _warn_dense_memory(y0, options["solver"], options["max_steps"])
+    if progress_meter is None:
+        progress_meter = diffrax.NoProgressMeter()
+    return _solve(system, y0, **options, dense=bool(dense), progress_meter=progress_meter)
+
+
+def prepare(
+    y0, *, t0, t1, ts, solver, rtol, atol, max_steps, dt0, stepsize_controller,
+    loss_threshold,
+) -> dict[str, Any]:
+    """Check and normalize the solve arguments shared by every flow."""
     dtype = jax.tree_util.tree_leaves(y0)[0].dtype
     scalar = lambda name, x: _checks.finite(
         name, _checks.as_float_array(name, x, ndim=0).astype(dtype)
@@ -185,25 +202,10 @@ def solve(
             f"`dt0` is required: {type(solver).__name__} has no error estimate, so it "
             "takes constant steps of size dt0"
         )
-    if dense:
-        _warn_dense_memory(y0, solver, int(max_steps))
-    if progress_meter is None:
-        progress_meter = diffrax.NoProgressMeter()
-    return _solve(
-        system,
-        y0,
-        t0,
-        t1,
-        ts,
-        rtol,
-        atol,
-        dt0,
-        loss_threshold,
-        solver=solver,
-        stepsize_controller=stepsize_controller,
-        max_steps=int(max_steps),
-        dense=bool(dense),
-        progress_meter=progress_meter,
+    return dict(
+        t0=t0, t1=t1, ts=ts, rtol=rtol, atol=atol, dt0=dt0,
+        loss_threshold=loss_threshold, solver=solver,
+        stepsize_controller=stepsize_controller, max_steps=int(max_steps),
     )
 
 
@@ -224,6 +226,32 @@ def _warn_dense_memory(y0, solver, max_steps: int) -> None:
         )
 
 
+def controller(solver, stepsize_controller, rtol, atol):
+    """The given controller, else PID at `rtol`/`atol` (constant steps without an
+    error estimate)."""
+    if stepsize_controller is not None:
+        return stepsize_controller
+    if isinstance(solver, diffrax.AbstractAdaptiveSolver):
+        return diffrax.PIDController(rtol=rtol, atol=atol)
+    return diffrax.ConstantStepSize()
+
+
+def loss_event(system, loss_threshold, rtol, atol) -> diffrax.Event | None:
+    """Stop where the loss falls to `loss_threshold` (None: no stop)."""
+    if loss_threshold is None:
+        return None
+    loss_of_state = lambda y: system.loss(system.end_to_end(y))
+    # The crossing is located by a root find; the boolean stops at t0 when the loss
+    # starts at or below the threshold (a crossing needs a sign change).
+    return diffrax.Event(
+        (
+            lambda t, y, args, **kwargs: loss_of_state(y) - loss_threshold,
+            lambda t, y, args, **kwargs: loss_of_state(y) <= loss_threshold,
+        ),
+        root_finder=optx.Newton(rtol=rtol, atol=atol),
+    )
+
+
 @eqx.filter_jit
 def _solve(
     system,
@@ -242,23 +270,8 @@ def _solve(
     dense,
     progress_meter,
 ) -> FlowSolution:
-    loss_of_state = lambda y: system.loss(system.end_to_end(y))
-    if stepsize_controller is None:
-        if isinstance(solver, diffrax.AbstractAdaptiveSolver):
-            stepsize_controller = diffrax.PIDController(rtol=rtol, atol=atol)
-        else:
-            stepsize_controller = diffrax.ConstantStepSize()
-    event = None
-    if loss_threshold is not None:
-        # The crossing is located by a root find; the boolean stops at t0 when the
-        # loss starts at or below the threshold (a crossing needs a sign change).
-        event = diffrax.Event(
-            (
-                lambda t, y, args, **kwargs: loss_of_state(y) - loss_threshold,
-                lambda t, y, args, **kwargs: loss_of_state(y) <= loss_threshold,
-            ),
-            root_finder=optx.Newton(rtol=rtol, atol=atol),
-        )
+    stepsize_controller = controller(solver, stepsize_controller, rtol, atol)
+    event = loss_event(system, loss_threshold, rtol, atol)
     saveat = diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)], dense=dense
     )
@@ -277,10 +290,36 @@ def _solve(
         progress_meter=progress_meter,
     )
     (saved_ts, final_ts), (saved_ys, final_ys) = sol.ts, sol.ys
+    stopped = jnp.asarray(False)
+    if event is not None:
+        stopped = jnp.any(jnp.stack(jax.tree_util.tree_leaves(sol.event_mask)))
+    return assemble(
+        system,
+        solver,
+        ts=ts,
+        t0=t0,
+        y0=y0,
+        saved_ys=saved_ys,
+        written=jnp.isfinite(saved_ts),
+        t_final=final_ts[0],
+        y_final=jax.tree_util.tree_map(lambda x: x[0], final_ys),
+        result=sol.result,
+        stopped=stopped,
+        num_steps=sol.stats["num_steps"],
+        num_accepted_steps=sol.stats["num_accepted_steps"],
+        solution=sol if dense else None,
+    )
+
+
+def assemble(
+    system, solver, *, ts, t0, y0, saved_ys, written, t_final, y_final, result,
+    stopped, num_steps, num_accepted_steps, solution=None,
+) -> FlowSolution:
+    """A `FlowSolution` from what a solve wrote: states at `ts` (rows with
+    `written == False` were never reached) and the final state."""
     # diffrax writes saves as it steps past them; a save at t0 is the initial state
     # even when no step was ever accepted.
     at_start = ts == t0
-    final_y = jax.tree_util.tree_map(lambda x: x[0], final_ys)
 
     def rows(mask, x):
         return mask.reshape((-1,) + (1,) * (x.ndim - 1))
@@ -297,37 +336,33 @@ def _solve(
     finite_rows = jnp.isfinite(loss) & jnp.all(
         jnp.isfinite(end_to_end.reshape(end_to_end.shape[0], -1)), axis=1
     )
-    reached = (jnp.isfinite(saved_ts) & finite_rows) | at_start
+    reached = (written & finite_rows) | at_start
     blank = lambda x: jnp.where(rows(reached, x), x, jnp.nan)
     saved_ys, end_to_end, loss = jax.tree_util.tree_map(
         blank, (saved_ys, end_to_end, loss)
     )
-    final_end_to_end = system.end_to_end(final_y)
+    final_end_to_end = system.end_to_end(y_final)
     final_loss = system.loss(final_end_to_end)
-    stats = sol.stats
-    stopped = jnp.asarray(False)
-    if event is not None:
-        stopped = jnp.any(jnp.stack(jax.tree_util.tree_leaves(sol.event_mask)))
     return FlowSolution(
         ts=ts,
         end_to_end=end_to_end,
         loss=loss,
         factors=system.factors(saved_ys),
         reached=reached,
-        t_final=final_ts[0],
+        t_final=t_final,
         end_to_end_final=final_end_to_end,
         loss_final=final_loss,
-        factors_final=system.factors(final_y),
-        stopped=stopped & (sol.result == diffrax.RESULTS.event_occurred),
-        finite=_all_finite(final_y) & jnp.isfinite(final_loss),
-        result=sol.result,
+        factors_final=system.factors(y_final),
+        stopped=stopped & (result == diffrax.RESULTS.event_occurred),
+        finite=_all_finite(y_final) & jnp.isfinite(final_loss),
+        result=result,
         stats=SolverStats(
-            num_steps=stats["num_steps"],
-            num_accepted_steps=stats["num_accepted_steps"],
-            num_rejected_steps=stats["num_rejected_steps"],
-            num_vector_field_evals=_vector_field_evals(solver, stats["num_steps"]),
+            num_steps=num_steps,
+            num_accepted_steps=num_accepted_steps,
+            num_rejected_steps=num_steps - num_accepted_steps,
+            num_vector_field_evals=_vector_field_evals(solver, num_steps),
         ),
-        solution=sol if dense else None,
+        solution=solution,
         depth=system.depth,
     )
 
