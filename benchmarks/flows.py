@@ -4,13 +4,18 @@ Matrix sensing (eq. 9), d x d ground truth of rank 2, m = 8 d Gaussian measureme
 depth 3, balanced init of norm 1e-3, Tsit5 with rtol 1e-8, atol 1e-10, float64, solved to
 t1 = 60. Compile time (first call, minus one run) is reported separately; run times are
 the median of `--repeats` calls. Ratios are end-to-end flow over factor flow, in this
-process. Usage: python benchmarks/flows.py [--dims 10 20 50 100] [--repeats 5]
+process. The end-to-end flow runs with both decompositions of its field (SVD, and eigh of
+the Gram matrix), and the "rel err" column is the trajectory's error at rtol 1e-10 (61
+saves, relative to max |W|) against the factor flow at Dopri8 rtol 1e-13: the accuracy
+the SVD form must keep (<= 1e-8).
+Usage: python benchmarks/flows.py [--dims 10 20 50 100] [--repeats 5]
 """
 
 import argparse
 import statistics
 import time
 
+import diffrax
 import jax
 import jax.numpy as jnp
 
@@ -40,25 +45,46 @@ def main():
     print(f"backend: {jax.default_backend()}, devices: {jax.devices()}")
     print(
         f"{'d':>4} {'flow':>10} {'compile s':>9} {'run ms':>8} {'steps':>6} "
-        f"{'vf evals':>8} {'us/eval':>8} {'field us':>8} {'final loss':>10}"
+        f"{'vf evals':>8} {'us/eval':>8} {'field us':>8} {'final loss':>10} {'rel err':>8}"
     )
     for d in args.dims:
         key_p, key_i = jax.random.split(jax.random.PRNGKey(d))
         loss, _ = lf.problems.random_matrix_sensing(key_p, (d, d), 2, 8 * d)
         ws0 = lf.init.balanced(key_i, (d,) * (args.depth + 1), 1e-3)
         W0 = lf.end_to_end(ws0)
+        ts = jnp.linspace(0.0, args.t1, 61)
+        reference = lf.factor_flow(
+            loss, ws0, args.t1, ts, solver=diffrax.Dopri8(), rtol=1e-13, atol=1e-16,
+            max_steps=100_000,
+        ).end_to_end
+        scale = jnp.linalg.norm(reference, axis=(1, 2)).max()
+
+        def rel_err(flow):
+            sol = flow(ts, 1e-10)
+            error = jnp.linalg.norm(sol.end_to_end - reference, axis=(1, 2)).max()
+            return float(error / scale)
+
         cases = {
             "factor": (
-                lambda: lf.factor_flow(loss, ws0, args.t1),
+                lambda ts=None, rtol=1e-8: lf.factor_flow(
+                    loss, ws0, args.t1, ts, rtol=rtol, atol=1e-2 * rtol
+                ),
                 jax.jit(lambda ws: lf.factor_vector_field(loss, ws)),
                 ws0,
             ),
-            "end2end": (
-                lambda: lf.end_to_end_flow(loss, W0, args.depth, args.t1),
-                jax.jit(lambda W: lf.end_to_end_vector_field(loss, W, args.depth)),
-                W0,
-            ),
         }
+        for decomposition in ("svd", "gram"):
+            cases[f"e2e {decomposition}"] = (
+                lambda ts=None, rtol=1e-8, dec=decomposition: lf.end_to_end_flow(
+                    loss, W0, args.depth, args.t1, ts, rtol=rtol, decomposition=dec
+                ),
+                jax.jit(
+                    lambda W, dec=decomposition: lf.end_to_end_vector_field(
+                        loss, W, args.depth, decomposition=dec
+                    )
+                ),
+                W0,
+            )
         run_ms = {}
         field_us = {}
         for name, (solve, field, state) in cases.items():
@@ -70,14 +96,16 @@ def main():
             print(
                 f"{d:>4} {name:>10} {compile_s:>9.2f} {run * 1e3:>8.1f} "
                 f"{int(sol.stats.num_steps):>6} {evals:>8} {run / evals * 1e6:>8.1f} "
-                f"{field_run * 1e6:>8.1f} {float(sol.loss_final):>10.2e}"
+                f"{field_run * 1e6:>8.1f} {float(sol.loss_final):>10.2e} "
+                f"{rel_err(solve):>8.1e}"
                 + ("" if bool(sol.success) else f"  FAILED: {sol.message}")
             )
-        print(
-            f"{d:>4} {'ratio':>10} {'':>9} {run_ms['end2end'] / run_ms['factor']:>8.2f}"
-            f" {'':>6} {'':>8} {'':>8} {field_us['end2end'] / field_us['factor']:>8.2f}"
-            "   (end-to-end / factor)"
-        )
+        for name in ("e2e svd", "e2e gram"):
+            print(
+                f"{d:>4} {'ratio':>10} {'':>9} {run_ms[name] / run_ms['factor']:>8.2f}"
+                f" {'':>6} {'':>8} {'':>8} {field_us[name] / field_us['factor']:>8.2f}"
+                f"   ({name} / factor)"
+            )
 
 
 if __name__ == "__main__":
