@@ -177,13 +177,32 @@ for name, (method, args, extra) in cases.items():
         "devices": len(sharded.loss.sharding.device_set),
         "stopped": int(np.sum(sharded.stopped)),
     }
+# Refilled slots on each device (2 slots per device, rounds of 8 steps) against the
+# plain batch on one device: the same solves up to where rounds end.
+pooled, stats = lf.solve_pool("factor", loss, ws0, 8.0, slots=2, round_steps=8)
+plain = lf.solve_batch("factor", loss, ws0, 8.0, devices=one)
+pool = {
+    "max_diff": float(np.max(np.abs(pooled.end_to_end - plain.end_to_end))),
+    "max_steps": int(np.max(plain.stats.num_steps)),
+    "scale": float(np.max(np.abs(plain.end_to_end))),
+    "devices": len(pooled.loss.sharding.device_set),
+    "success": bool(np.all(pooled.success)),
+    "counted": int(stats.member_steps) >= int(np.sum(pooled.stats.num_steps)),
+}
 print(json.dumps(report))
+print(json.dumps(pool))
 """
 
 
 def test_sharded_over_8_cpu_devices_equals_one_device():
     out = run_python(SHARDED, {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
-    report = json.loads(out.strip().splitlines()[-1])
+    report = json.loads(out.strip().splitlines()[-2])
+    pool = json.loads(out.strip().splitlines()[-1])
+    # Default tolerances (rtol 1e-8, atol 1e-10), step paths that differ where rounds
+    # end: twice the tolerance rule of conftest.
+    tol = 2 * pool["max_steps"] * (1e-8 * pool["scale"] + 1e-10)
+    assert pool["success"] and pool["counted"] and pool["devices"] == 8
+    assert pool["max_diff"] <= tol, pool
     for name, r in report.items():
         # Each device runs the same vmapped program on its slice, so every member takes
         # the same steps (integer stats, result codes equal) and only XLA's kernels for
