@@ -1,4 +1,8 @@
-"""Every notebook under notebooks/ runs top to bottom (executed, not just parsed)."""
+"""Every notebook under notebooks/ runs top to bottom (executed, not just parsed).
+
+Marked slow (about 2 min for the three, each starts a kernel and compiles its own
+solves): `.ci/run` runs them after the default suite, in the same log.
+"""
 
 import pathlib
 
@@ -9,6 +13,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
