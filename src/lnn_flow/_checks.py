@@ -21,7 +21,9 @@ def _require(name: str, x, bad, message: str):
     """Raise (concrete) or attach a runtime error (traced) where `bad(x)` holds."""
     full = f"`{name}` {message}"
     if is_concrete(x):
-        if bool(np.asarray(bad(x))):
+        # On the host: `bad` uses operators and array methods that NumPy and JAX
+        # share, so concrete checks dispatch no JAX ops (~0.4 ms a solve otherwise).
+        if bool(bad(np.asarray(x))):
             raise ValueError(full)
         return x
     return eqx.error_if(x, bad(x), full)
@@ -30,19 +32,19 @@ def _require(name: str, x, bad, message: str):
 def finite(name: str, x):
     """`x` with a check that all its entries are finite."""
     return _require(
-        name, x, lambda v: ~jnp.all(jnp.isfinite(v)), "must be finite; got NaN or inf"
+        name, x, lambda v: ~(abs(v) < np.inf).all(), "must be finite; got NaN or inf"
     )
 
 
 def positive(name: str, x):
     x = finite(name, x)
-    return _require(name, x, lambda v: ~jnp.all(v > 0), f"must be > 0; got {_show(x)}")
+    return _require(name, x, lambda v: ~(v > 0).all(), f"must be > 0; got {_show(x)}")
 
 
 def non_negative(name: str, x):
     x = finite(name, x)
     return _require(
-        name, x, lambda v: ~jnp.all(v >= 0), f"must be >= 0; got {_show(x)}"
+        name, x, lambda v: ~(v >= 0).all(), f"must be >= 0; got {_show(x)}"
     )
 
 

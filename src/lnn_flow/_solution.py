@@ -161,9 +161,12 @@ def prepare(
 ) -> dict[str, Any]:
     """Check and normalize the solve arguments shared by every flow."""
     dtype = jax.tree_util.tree_leaves(y0)[0].dtype
-    scalar = lambda name, x: _checks.finite(
-        name, _checks.as_float_array(name, x, ndim=0).astype(dtype)
-    )
+
+    def scalar(name, x):
+        if isinstance(x, (int, float, np.number)):  # host values stay on the host
+            return _checks.finite(name, np.asarray(x, dtype))
+        return _checks.finite(name, _checks.as_float_array(name, x, ndim=0).astype(dtype))
+
     t0 = scalar("t0", t0)
     t1 = scalar("t1", t1)
     _checks._require("t1", t1 - t0, lambda v: ~(v > 0), "must be greater than t0")
@@ -171,13 +174,13 @@ def prepare(
     atol = _checks.non_negative("atol", scalar("atol", atol))
     _checks._require("atol", rtol + atol, lambda v: ~(v > 0), "and rtol must not both be 0")
     if ts is None:
-        ts = jnp.stack([t0, t1])
+        ts = (np if isinstance(t0 + t1, np.ndarray | np.number) else jnp).stack([t0, t1])
     else:
         ts = _checks.finite("ts", _checks.as_float_array("ts", ts, ndim=1).astype(dtype))
         if ts.shape[0] < 1:
             raise ValueError("`ts` must hold at least one time")
         _checks._require(
-            "ts", ts, lambda v: jnp.any(jnp.diff(v) < 0), "must be non-decreasing"
+            "ts", ts, lambda v: (v[1:] < v[:-1]).any(), "must be non-decreasing"
         )
         _checks._require(
             "ts",
