@@ -25,13 +25,15 @@ import lnn_flow as lf
 
 
 def timed(fn, repeats):
+    start = time.perf_counter()
     jax.block_until_ready(fn())
+    first = time.perf_counter() - start
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
         out = jax.block_until_ready(fn())
         runs.append(time.perf_counter() - start)
-    return out, statistics.median(runs)
+    return out, statistics.median(runs), first - statistics.median(runs)
 
 
 def chunked_utilization(steps, chunk):
@@ -68,7 +70,7 @@ def main():
     )
     print(
         f"{'study':>9} {'method':>22} {'wall s':>8} {'seeds/s':>8} {'utilization':>11} "
-        f"{'steps':>9} {'ok':>4} {'vs vmap':>8}"
+        f"{'steps':>9} {'ok':>4} {'vs vmap':>8} {'compile s':>9}"
     )
     for study, extra in (("fixed t1", {}), ("loss stop", {"loss_threshold": threshold})):
         runs = {
@@ -89,7 +91,7 @@ def main():
             )
         base = None
         for name, run in runs.items():
-            (sol, stats), wall = timed(run, args.repeats)
+            (sol, stats), wall, compile_s = timed(run, args.repeats)
             steps = np.asarray(sol.stats.num_steps)
             if stats is not None:
                 utilization = float(stats.utilization)
@@ -100,7 +102,8 @@ def main():
             base = wall if base is None else base
             print(
                 f"{study:>9} {name:>22} {wall:>8.3f} {n / wall:>8.1f} {utilization:>11.3f} "
-                f"{steps.sum():>9} {int(np.sum(sol.success)):>4} {base / wall:>7.2f}x"
+                f"{steps.sum():>9} {int(np.sum(sol.success)):>4} {base / wall:>7.2f}x "
+                f"{compile_s:>9.1f}"
             )
 
 

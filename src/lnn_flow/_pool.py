@@ -8,8 +8,9 @@ one vmapped `diffrax.diffeqsolve` of at most `round_steps` steps per member, res
 from the previous round's solver state, step-size-controller state and last step size.
 Between rounds, inside the same compiled `lax.while_loop`, every member that finished
 (reached `t1`, stopped at the loss threshold, failed, or spent `max_steps`) writes its
-result and hands its slot to the next pending seed. Idle slot-steps are then bounded by
-the rounds' ragged ends plus the final drain.
+result and hands its slot to the next pending seed. When no seed is pending, the members
+still running move to narrower loops (a quarter, then a sixteenth of the slots) as they
+thin out. Idle slot-steps are then bounded by the rounds' ragged ends and the drain.
 """
 
 import inspect
@@ -19,6 +20,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from . import _checks
@@ -27,6 +29,7 @@ from ._factor import _FactorSystem, factor_flow
 from ._solution import FlowSolution, assemble, controller, loss_event, prepare
 
 _MAX_STEPS = diffrax.RESULTS.max_steps_reached
+_MIN_DRAIN_WIDTH = 1
 
 
 class PoolStats(eqx.Module):
@@ -177,6 +180,7 @@ def pooled_solve(
 
     def body(carry):
         state, results, next_seed, stats = carry
+        width = state.seed.shape[0]
         (saved_ys, written, y, t, dt, solver_state, controller_state, result, stopped,
          steps, accepted) = jax.vmap(segment)(
             state.y, state.t, state.dt, state.atol, state.solver_state,
@@ -221,12 +225,9 @@ def pooled_solve(
         stats = PoolStats(
             stats.rounds + 1,
             stats.member_steps + jnp.sum(steps),
-            stats.slot_steps + slots * jnp.max(steps),
+            stats.slot_steps + width * jnp.max(steps),
         )
         return state, results, next_seed + jnp.sum(done), stats
-
-    def cond(carry):
-        return jnp.any(carry[0].seed < num_seeds)
 
     first = jnp.arange(slots)
     empty = _Slots(
@@ -255,10 +256,26 @@ def pooled_solve(
         jnp.zeros(num_seeds, int),
     )
     zero = jnp.zeros((), int)
-    state, results, _, stats = jax.lax.while_loop(
-        cond, body, (state, results, jnp.asarray(slots), PoolStats(zero, zero, zero))
-    )
-    del state
+    carry = (state, results, jnp.asarray(slots), PoolStats(zero, zero, zero))
+    # Drain: once no seed is pending and the members still running fit in a quarter
+    # of the slots, they move to a loop that many slots wide (up to twice), so the
+    # last long members do not keep all the slots stepping.
+    widths = [slots]
+    while len(widths) < 3 and widths[-1] >= 4 * _MIN_DRAIN_WIDTH:
+        widths.append(widths[-1] // 4)
+    for narrower in widths[1:] + [0]:
+
+        def cond(carry, narrower=narrower):
+            state, _, next_seed, _ = carry
+            running = jnp.sum(state.seed < num_seeds)
+            return (running > 0) & ((next_seed < num_seeds) | (running > narrower))
+
+        carry = jax.lax.while_loop(cond, body, carry)
+        if narrower:
+            state = carry[0]
+            keep = jnp.argsort(state.seed >= num_seeds, stable=True)[:narrower]
+            carry = (_take(state, keep),) + carry[1:]
+    _, results, _, stats = carry
     result = eqx.tree_at(lambda r: r._value, diffrax.RESULTS.successful, results.result)
 
     def one(y0, saved, written, y_final, t_final, result, stopped, steps, accepted):
@@ -314,6 +331,11 @@ def pool_problem(method: str, loss, init, args, kwargs):
         stepsize_controller=a["stepsize_controller"],
         loss_threshold=a["loss_threshold"],
     )
+    # Host values (checked without dispatch by `prepare`) become JAX arrays here.
+    options = {
+        k: jnp.asarray(v) if isinstance(v, (np.ndarray, np.number)) else v
+        for k, v in options.items()
+    }
     size = jax.tree_util.tree_leaves(init)[0].shape[0]
     if atol is None:
         atols = jax.vmap(default_atol, in_axes=(0, None))(init, options["rtol"])
