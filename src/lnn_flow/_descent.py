@@ -213,6 +213,7 @@ def _descend(system, y0, lr, observe_args, *, steps, save_every, optimizer, obse
         loss_final=system.loss(final_end_to_end),
         factors_final=system.factors(carry.y),
         stopped=jnp.asarray(False),
+        at_rest=jnp.asarray(False),
         finite=carry.finite,
         result=diffrax.RESULTS.successful,
         stats=SolverStats(

@@ -137,6 +137,7 @@ def end_to_end_flow(
     dt0: float | None = None,
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
     loss_threshold: float | None = None,
+    steady_state: bool = False,
     dense: bool = False,
     progress_meter: diffrax.AbstractProgressMeter | None = None,
     decomposition: str = "svd",
@@ -178,6 +179,7 @@ def end_to_end_flow(
         dt0=dt0,
         stepsize_controller=stepsize_controller,
         loss_threshold=loss_threshold,
+        steady_state=steady_state,
         dense=dense,
         progress_meter=progress_meter,
     )

@@ -63,6 +63,7 @@ def factor_flow(
     dt0: float | None = None,
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
     loss_threshold: float | None = None,
+    steady_state: bool = False,
     dense: bool = False,
     progress_meter: diffrax.AbstractProgressMeter | None = None,
 ) -> FlowSolution:
@@ -83,6 +84,11 @@ def factor_flow(
       and keeps what was computed. With `dense=True` memory grows with `max_steps`.
     - `loss_threshold`: stop when the loss falls to this value (a diffrax `Event`,
       time located by a Newton root find); later saves are marked unreached.
+    - `steady_state`: stop once the flow is at rest to the solve's tolerance,
+      `|dy/dt| < atol + rtol |y|` (RMS norms; `result.at_rest`), e.g. for horizons far
+      past convergence, where an explicit solver's steps are limited by stability,
+      not accuracy (`benchmarks/long_horizon.py`); later saves are marked unreached
+      and `*_final` holds the state at rest.
     - `dense`: keep the dense output for `result.evaluate(t)` at any `t`.
     - `progress_meter`: e.g. `diffrax.TqdmProgressMeter()` for a progress bar.
 
@@ -104,6 +110,7 @@ def factor_flow(
         dt0=dt0,
         stepsize_controller=stepsize_controller,
         loss_threshold=loss_threshold,
+        steady_state=steady_state,
         dense=dense,
         progress_meter=progress_meter,
     )

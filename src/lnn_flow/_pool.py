@@ -26,7 +26,7 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 from . import _checks
 from ._end_to_end import _decomposition, _EndToEndSystem, default_atol, end_to_end_flow
 from ._factor import _FactorSystem, factor_flow
-from ._solution import FlowSolution, assemble, controller, loss_event, prepare
+from ._solution import FlowSolution, assemble, controller, prepare, stop_event, stop_flags
 
 _MAX_STEPS = diffrax.RESULTS.max_steps_reached
 _MIN_DRAIN_WIDTH = 1
@@ -66,6 +66,7 @@ class _Results(eqx.Module):
     t_final: Float[Array, " n"]
     result: Any
     stopped: Bool[Array, " n"]
+    at_rest: Bool[Array, " n"]
     num_steps: Int[Array, " n"]
     num_accepted: Int[Array, " n"]
 
@@ -92,6 +93,7 @@ def pooled_solve(
     rtol,
     dt0,
     loss_threshold,
+    steady_state,
     solver,
     stepsize_controller,
     max_steps: int,
@@ -142,6 +144,7 @@ def pooled_solve(
             solver_state=True,
             controller_state=True,
         )
+        event = stop_event(system, loss_threshold, steady_state, rtol, atol_i)
         sol = diffrax.diffeqsolve(
             term,
             solver,
@@ -151,7 +154,7 @@ def pooled_solve(
             y,
             saveat=saveat,
             stepsize_controller=controller(solver, stepsize_controller, rtol, atol_i),
-            event=loss_event(system, loss_threshold, rtol, atol_i),
+            event=event,
             max_steps=round_steps,
             throw=False,
             solver_state=solver_state,
@@ -169,12 +172,10 @@ def pooled_solve(
         taken = jnp.isfinite(widths) & (widths > 0)
         last = jnp.max(jnp.where(taken, jnp.arange(widths.shape[0]), -1))
         next_dt = jnp.where(last >= 0, widths[jnp.maximum(last, 0)], 0.5 * dt)
-        stopped = jnp.asarray(False)
-        if loss_threshold is not None:
-            stopped = jnp.any(jnp.stack(jax.tree_util.tree_leaves(sol.event_mask)))
+        stopped, at_rest = stop_flags(event, sol)
         return (
             saved_ys, written, _take(final_ys, 0), final_ts[0], next_dt,
-            sol.solver_state, sol.controller_state, sol.result, stopped,
+            sol.solver_state, sol.controller_state, sol.result, stopped, at_rest,
             sol.stats["num_steps"], sol.stats["num_accepted_steps"],
         )
 
@@ -182,7 +183,7 @@ def pooled_solve(
         state, results, next_seed, stats = carry
         width = state.seed.shape[0]
         (saved_ys, written, y, t, dt, solver_state, controller_state, result, stopped,
-         steps, accepted) = jax.vmap(segment)(
+         at_rest, steps, accepted) = jax.vmap(segment)(
             state.y, state.t, state.dt, state.atol, state.solver_state,
             state.controller_state,
         )
@@ -214,6 +215,7 @@ def pooled_solve(
             put_done(results.t_final, t),
             jax.tree_util.tree_map(put_done, results.result, result_code),
             put_done(results.stopped, stopped),
+            put_done(results.at_rest, at_rest),
             put_done(results.num_steps, state.num_steps),
             put_done(results.num_accepted, state.num_accepted),
         )
@@ -252,6 +254,7 @@ def pooled_solve(
         jnp.full(num_seeds, jnp.nan),
         jnp.full(num_seeds, diffrax.RESULTS.successful._value),
         jnp.zeros(num_seeds, bool),
+        jnp.zeros(num_seeds, bool),
         jnp.zeros(num_seeds, int),
         jnp.zeros(num_seeds, int),
     )
@@ -278,16 +281,18 @@ def pooled_solve(
     _, results, _, stats = carry
     result = eqx.tree_at(lambda r: r._value, diffrax.RESULTS.successful, results.result)
 
-    def one(y0, saved, written, y_final, t_final, result, stopped, steps, accepted):
+    def one(y0, saved, written, y_final, t_final, result, stopped, at_rest, steps,
+            accepted):
         return assemble(
             system, solver, ts=ts, t0=t0, y0=y0, saved_ys=saved, written=written,
             t_final=t_final, y_final=y_final, result=result, stopped=stopped,
-            num_steps=steps, num_accepted_steps=accepted,
+            at_rest=at_rest, num_steps=steps, num_accepted_steps=accepted,
         )
 
     solution = jax.vmap(one)(
         init, results.saved, results.written, results.y_final, results.t_final,
-        result, results.stopped, results.num_steps, results.num_accepted,
+        result, results.stopped, results.at_rest, results.num_steps,
+        results.num_accepted,
     )
     return solution, stats
 
@@ -329,7 +334,7 @@ def pool_problem(method: str, loss, init, args, kwargs):
         first, t0=a["t0"], t1=a["t1"], ts=a["ts"], solver=a["solver"], rtol=a["rtol"],
         atol=1e-10 if atol is None else atol, max_steps=a["max_steps"], dt0=a["dt0"],
         stepsize_controller=a["stepsize_controller"],
-        loss_threshold=a["loss_threshold"],
+        loss_threshold=a["loss_threshold"], steady_state=a["steady_state"],
     )
     # Host values (checked without dispatch by `prepare`) become JAX arrays here.
     options = {

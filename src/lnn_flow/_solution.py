@@ -59,6 +59,8 @@ class FlowSolution(eqx.Module):
     loss_final: Float[Array, ""]
     factors_final: tuple[Float[Array, "_ _"], ...] | None
     stopped: Bool[Array, ""]  # the loss fell to `loss_threshold` and the solve stopped
+    # `steady_state=True` stopped the solve: |dy/dt| < atol + rtol |y| (RMS norms).
+    at_rest: Bool[Array, ""]
     finite: Bool[Array, ""]
     result: diffrax.RESULTS
     stats: SolverStats
@@ -68,7 +70,7 @@ class FlowSolution(eqx.Module):
 
     @property
     def success(self) -> Bool[Array, "*batch"]:
-        """True where the solve reached `t1` or stopped at the loss threshold."""
+        """True where the solve reached `t1` or stopped (loss threshold, rest)."""
         ok = (self.result == diffrax.RESULTS.successful) | (
             self.result == diffrax.RESULTS.event_occurred
         )
@@ -81,14 +83,17 @@ class FlowSolution(eqx.Module):
         finite = np.broadcast_to(np.asarray(self.finite), codes.shape)
         table = diffrax.RESULTS._index_to_message
 
-        def one(code, ok):
+        def one(code, ok, rest):
             if not ok:
                 return _NONFINITE_MESSAGE
             if code == diffrax.RESULTS.event_occurred._value:
+                if rest:
+                    return "Stopped: the flow came to rest (`steady_state`)."
                 return "Stopped: the loss fell to `loss_threshold`."
             return table[int(code)]
 
-        return np.vectorize(one, otypes=[object])(codes, finite).tolist()
+        rest = np.broadcast_to(np.asarray(self.at_rest), codes.shape)
+        return np.vectorize(one, otypes=[object])(codes, finite, rest).tolist()
 
     def evaluate(self, t: Float[ArrayLike, ""]) -> Float[Array, "dn d0"]:
         """The end-to-end matrix at any time `t` from the dense output."""
@@ -141,12 +146,13 @@ def solve(
     loss_threshold,
     dense,
     progress_meter,
+    steady_state=False,
 ) -> FlowSolution:
     """Validate the solve arguments, then run the compiled solve."""
     options = prepare(
         y0, t0=t0, t1=t1, ts=ts, solver=solver, rtol=rtol, atol=atol,
         max_steps=max_steps, dt0=dt0, stepsize_controller=stepsize_controller,
-        loss_threshold=loss_threshold,
+        loss_threshold=loss_threshold, steady_state=steady_state,
     )
     if dense:
         _warn_dense_memory(y0, options["solver"], options["max_steps"])
@@ -157,7 +163,7 @@ def solve(
 
 def prepare(
     y0, *, t0, t1, ts, solver, rtol, atol, max_steps, dt0, stepsize_controller,
-    loss_threshold,
+    loss_threshold, steady_state=False,
 ) -> dict[str, Any]:
     """Check and normalize the solve arguments shared by every flow."""
     dtype = jax.tree_util.tree_leaves(y0)[0].dtype
@@ -194,6 +200,8 @@ def prepare(
         raise ValueError(f"`max_steps` must be >= 1; got {max_steps}")
     if loss_threshold is not None:
         loss_threshold = scalar("loss_threshold", loss_threshold)
+    if not isinstance(steady_state, bool):
+        raise TypeError(f"`steady_state` must be True or False; got {steady_state!r}")
     solver = diffrax.Tsit5() if solver is None else solver
     if not isinstance(solver, diffrax.AbstractSolver):
         raise TypeError(f"`solver` must be a diffrax solver; got {type(solver).__name__}")
@@ -207,7 +215,7 @@ def prepare(
         )
     return dict(
         t0=t0, t1=t1, ts=ts, rtol=rtol, atol=atol, dt0=dt0,
-        loss_threshold=loss_threshold, solver=solver,
+        loss_threshold=loss_threshold, steady_state=steady_state, solver=solver,
         stepsize_controller=stepsize_controller, max_steps=int(max_steps),
     )
 
@@ -239,20 +247,38 @@ def controller(solver, stepsize_controller, rtol, atol):
     return diffrax.ConstantStepSize()
 
 
-def loss_event(system, loss_threshold, rtol, atol) -> diffrax.Event | None:
-    """Stop where the loss falls to `loss_threshold` (None: no stop)."""
-    if loss_threshold is None:
-        return None
-    loss_of_state = lambda y: system.loss(system.end_to_end(y))
-    # The crossing is located by a root find; the boolean stops at t0 when the loss
-    # starts at or below the threshold (a crossing needs a sign change).
-    return diffrax.Event(
-        (
+def stop_event(system, loss_threshold, steady_state, rtol, atol) -> diffrax.Event | None:
+    """Stop where the loss falls to `loss_threshold` (None: never) and, with
+    `steady_state`, once `|dy/dt| < atol + rtol |y|` (RMS norms): the flow is at rest to
+    the solve's tolerance (one more vector-field evaluation per step)."""
+    conditions = {}
+    root_finder = None
+    if loss_threshold is not None:
+        loss_of_state = lambda y: system.loss(system.end_to_end(y))
+        # The crossing is located by a root find; the boolean stops at t0 when the
+        # loss starts at or below the threshold (a crossing needs a sign change).
+        conditions["loss"] = (
             lambda t, y, args, **kwargs: loss_of_state(y) - loss_threshold,
             lambda t, y, args, **kwargs: loss_of_state(y) <= loss_threshold,
-        ),
-        root_finder=optx.Newton(rtol=rtol, atol=atol),
+        )
+        root_finder = optx.Newton(rtol=rtol, atol=atol)
+    if steady_state:
+        conditions["rest"] = diffrax.steady_state_event(
+            rtol=rtol, atol=atol, norm=optx.rms_norm
+        )
+    if not conditions:
+        return None
+    return diffrax.Event(conditions, root_finder=root_finder)
+
+
+def stop_flags(event, sol) -> tuple[Bool[Array, ""], Bool[Array, ""]]:
+    """(stopped at the loss threshold, stopped at rest) from a solve's event mask."""
+    if event is None:
+        return jnp.asarray(False), jnp.asarray(False)
+    flag = lambda name: jnp.any(
+        jnp.stack(jax.tree_util.tree_leaves(sol.event_mask.get(name, False)))
     )
+    return flag("loss"), flag("rest")
 
 
 @eqx.filter_jit
@@ -272,9 +298,10 @@ def _solve(
     max_steps,
     dense,
     progress_meter,
+    steady_state=False,
 ) -> FlowSolution:
     stepsize_controller = controller(solver, stepsize_controller, rtol, atol)
-    event = loss_event(system, loss_threshold, rtol, atol)
+    event = stop_event(system, loss_threshold, steady_state, rtol, atol)
     saveat = diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)], dense=dense
     )
@@ -293,9 +320,7 @@ def _solve(
         progress_meter=progress_meter,
     )
     (saved_ts, final_ts), (saved_ys, final_ys) = sol.ts, sol.ys
-    stopped = jnp.asarray(False)
-    if event is not None:
-        stopped = jnp.any(jnp.stack(jax.tree_util.tree_leaves(sol.event_mask)))
+    stopped, at_rest = stop_flags(event, sol)
     return assemble(
         system,
         solver,
@@ -308,6 +333,7 @@ def _solve(
         y_final=jax.tree_util.tree_map(lambda x: x[0], final_ys),
         result=sol.result,
         stopped=stopped,
+        at_rest=at_rest,
         num_steps=sol.stats["num_steps"],
         num_accepted_steps=sol.stats["num_accepted_steps"],
         solution=sol if dense else None,
@@ -316,7 +342,7 @@ def _solve(
 
 def assemble(
     system, solver, *, ts, t0, y0, saved_ys, written, t_final, y_final, result,
-    stopped, num_steps, num_accepted_steps, solution=None,
+    stopped, num_steps, num_accepted_steps, at_rest=False, solution=None,
 ) -> FlowSolution:
     """A `FlowSolution` from what a solve wrote: states at `ts` (rows with
     `written == False` were never reached) and the final state."""
@@ -357,6 +383,7 @@ def assemble(
         loss_final=final_loss,
         factors_final=system.factors(y_final),
         stopped=stopped & (result == diffrax.RESULTS.event_occurred),
+        at_rest=jnp.asarray(at_rest) & (result == diffrax.RESULTS.event_occurred),
         finite=_all_finite(y_final) & jnp.isfinite(final_loss),
         result=result,
         stats=SolverStats(
