@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ATOL, RTOL, sensing, trajectory_tolerance
+from conftest import ATOL, RTOL, sensing, trajectory_tolerance, whitened
 
 import lnn_flow as lf
 
@@ -230,3 +230,26 @@ def test_fixed_step_divergence_marks_saves_unreached():
     assert "non-finite" in sol.message
     assert sol.reached[0] and not sol.reached[-1]
     assert jnp.all(jnp.isfinite(sol.loss[sol.reached]))
+
+
+def test_steady_state_stops_at_rest_long_before_t1():
+    # Depth 2 on the whitened loss converges exponentially; far past convergence an
+    # explicit solver's steps are capped by stability, so most of a long solve is
+    # spent on a flow at rest.
+    loss, _ = whitened((4, 4))
+    ws0 = lf.init.balanced(jax.random.PRNGKey(7), (4, 4, 4), 0.3)
+    t1 = 1000.0
+    full = lf.factor_flow(loss, ws0, t1, rtol=RTOL, atol=ATOL, max_steps=100_000)
+    rest = lf.factor_flow(loss, ws0, t1, rtol=RTOL, atol=ATOL, max_steps=100_000,
+                          steady_state=True)
+    assert full.success and rest.success and bool(rest.at_rest)
+    assert not bool(full.at_rest) and not bool(rest.stopped)
+    assert rest.message == "Stopped: the flow came to rest (`steady_state`)."
+    assert float(rest.t_final) < 0.1 * t1
+    assert int(rest.stats.num_steps) < 0.5 * int(full.stats.num_steps)
+    # At rest |dy/dt| < atol + rtol |y|: what is left to move is that over the rate of
+    # convergence (O(1) here), far below the solves' own error bound.
+    scale = float(jnp.abs(full.end_to_end_final).max())
+    tol = 2 * trajectory_tolerance(int(full.stats.num_steps), scale)
+    error = float(jnp.abs(full.end_to_end_final - rest.end_to_end_final).max())
+    assert error <= tol, (error, tol)
