@@ -88,7 +88,8 @@ def factor_flow(
       `|dy/dt| < atol + rtol |y|` (RMS norms; `result.at_rest`), e.g. for horizons far
       past convergence, where an explicit solver's steps are limited by stability,
       not accuracy (`benchmarks/long_horizon.py`); later saves are marked unreached
-      and `*_final` holds the state at rest.
+      and `*_final` holds the state at rest. A flow that slow on a saddle's plateau
+      (near a tiny init) stops there too: check `loss_final`.
     - `dense`: keep the dense output for `result.evaluate(t)` at any `t`.
     - `progress_meter`: e.g. `diffrax.TqdmProgressMeter()` for a progress bar.
 
