@@ -12,13 +12,18 @@ Factors `ws = (W_1, ..., W_n)`, `W_j` of shape `(d_j, d_{j-1})`; the end-to-end 
 `lnn_flow.studies` runs the implicit-regularization studies of Section 4.
 
 Importing lnn_flow turns on JAX's 64-bit mode: numerics are float64 unless a caller
-passes float32 arrays. Equation numbers refer to Cohen & Razin, *Lecture Notes on
+passes float32 arrays. It also runs the LAPACK behind JAX's CPU `svd`/`eigh` on one
+thread (see `lnn_flow._threads`; set `OPENBLAS_NUM_THREADS` to opt out). Equation numbers refer to Cohen & Razin, *Lecture Notes on
 Linear Neural Networks*.
 """
 
 import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
+
+from ._threads import limit_lapack_threads as _limit_lapack_threads  # noqa: E402
+
+_limit_lapack_threads()
 
 from . import init, losses, problems, theory  # noqa: E402
 from ._end_to_end import (  # noqa: E402
