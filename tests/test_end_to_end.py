@@ -178,6 +178,18 @@ def test_default_atol_keeps_small_init_accurate(small_init_sensing):
     assert error(atol=1e-10) > 1e-8
 
 
+def test_loss_stop_with_the_tiny_default_atol(small_init_sensing):
+    # The default atol here is ~1e-19 (|W0| ~ 1e-9): the stop's root find must not ask
+    # the loss for that absolute accuracy.
+    loss, W0, ts, want = small_init_sensing
+    threshold = 1e-2 * float(loss(W0))
+    sol = lf.end_to_end_flow(loss, W0, 3, ts[-1], ts, rtol=RTOL, max_steps=20_000,
+                             loss_threshold=threshold)
+    assert sol.success and bool(sol.stopped), sol.message
+    assert abs(float(sol.loss_final) - threshold) <= 1e-6 * threshold
+    assert 0.0 < float(sol.t_final) < float(ts[-1])
+
+
 def test_bad_decomposition_is_named():
     loss, _ = whitened((3, 4))
     with pytest.raises(ValueError, match="`decomposition` must be one of"):

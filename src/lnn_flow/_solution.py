@@ -261,7 +261,10 @@ def stop_event(system, loss_threshold, steady_state, rtol, atol) -> diffrax.Even
             lambda t, y, args, **kwargs: loss_of_state(y) - loss_threshold,
             lambda t, y, args, **kwargs: loss_of_state(y) <= loss_threshold,
         )
-        root_finder = optx.Newton(rtol=rtol, atol=atol)
+        # Newton's Cauchy test also asks |loss - threshold| < atol: the state's atol
+        # can be far below the loss's rounding (the end-to-end flow of a small init),
+        # so the loss is located to rtol of the threshold instead.
+        root_finder = optx.Newton(rtol=rtol, atol=atol + rtol * jnp.abs(loss_threshold))
     if steady_state:
         conditions["rest"] = diffrax.steady_state_event(
             rtol=rtol, atol=atol, norm=optx.rms_norm
