@@ -16,7 +16,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from . import _checks
 from ._solution import FlowSolution, Loss, solve
-from ._spectral import DECOMPOSITIONS, power, reduced_svd
+from ._spectral import decomposition_name, power, reduced_svd
 
 
 def end_to_end_vector_field(
@@ -41,7 +41,7 @@ def end_to_end_vector_field(
     depth = _checks.depth(depth)
     W = _checks.as_float_array("W", W, ndim=2)
     _checks.fits_loss(loss, W.shape, "W")
-    return _field(loss, W, depth, _decomposition(decomposition))
+    return _field(loss, W, depth, decomposition_name(decomposition))
 
 
 def apply_preconditioner(
@@ -60,15 +60,7 @@ def apply_preconditioner(
     G = _checks.as_float_array("G", G, ndim=2)
     if G.shape != W.shape:
         raise ValueError(f"`G` must have the shape of `W` {tuple(W.shape)}; got {tuple(G.shape)}")
-    return _precondition(W, G, depth, _decomposition(decomposition))
-
-
-def _decomposition(decomposition: str) -> str:
-    if decomposition not in DECOMPOSITIONS:
-        raise ValueError(
-            f"`decomposition` must be one of {DECOMPOSITIONS}; got {decomposition!r}"
-        )
-    return decomposition
+    return _precondition(W, G, depth, decomposition_name(decomposition))
 
 
 def _precondition(
@@ -167,7 +159,7 @@ def end_to_end_flow(
     if atol is None:
         atol = default_atol(W0, rtol)
     return solve(
-        _EndToEndSystem(loss, depth, _decomposition(decomposition)),
+        _EndToEndSystem(loss, depth, decomposition_name(decomposition)),
         W0,
         t0=t0,
         t1=t1,

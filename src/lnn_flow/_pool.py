@@ -24,9 +24,10 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from . import _checks
-from ._end_to_end import _decomposition, _EndToEndSystem, default_atol, end_to_end_flow
+from ._end_to_end import _EndToEndSystem, default_atol, end_to_end_flow
 from ._factor import _FactorSystem, factor_flow
 from ._solution import FlowSolution, assemble, controller, prepare, stop_event, stop_flags
+from ._spectral import decomposition_name
 
 _MAX_STEPS = diffrax.RESULTS.max_steps_reached
 _MIN_DRAIN_WIDTH = 1
@@ -207,13 +208,12 @@ def pooled_solve(
         merged = _select(written, saved_ys, old)
         put = lambda a, x: a.at[seed].set(x, mode="drop")
         put_done = lambda a, x: a.at[jnp.where(done, seed, num_seeds)].set(x, mode="drop")
-        result_code = result._value
         results = _Results(
             jax.tree_util.tree_map(put, results.saved, merged),
             put(results.written, written | results.written[jnp.minimum(seed, num_seeds - 1)]),
             jax.tree_util.tree_map(put_done, results.y_final, y),
             put_done(results.t_final, t),
-            jax.tree_util.tree_map(put_done, results.result, result_code),
+            jax.tree_util.tree_map(put_done, results.result, result._value),
             put_done(results.stopped, stopped),
             put_done(results.at_rest, at_rest),
             put_done(results.num_steps, state.num_steps),
@@ -232,18 +232,11 @@ def pooled_solve(
         return state, results, next_seed + jnp.sum(done), stats
 
     first = jnp.arange(slots)
-    empty = _Slots(
-        first, _take(init, first), jnp.zeros(slots), jnp.zeros(slots), atol[:slots],
-        None, None, jnp.zeros(slots, int), jnp.zeros(slots, int),
-    )
-    y, t, dt, atol_i, solver_state, controller_state = jax.vmap(start)(
-        first, jnp.ones(slots, bool)
-    )
-    state = eqx.tree_at(
-        lambda s: (s.y, s.t, s.dt, s.atol, s.solver_state, s.controller_state),
-        empty,
-        (y, t, dt, atol_i, solver_state, controller_state),
-        is_leaf=lambda x: x is None,
+    state = _Slots(
+        first,
+        *jax.vmap(start)(first, jnp.ones(slots, bool)),
+        jnp.zeros(slots, int),
+        jnp.zeros(slots, int),
     )
     k = ts.shape[0]
     blank = lambda x: jnp.full((num_seeds, k) + x.shape[1:], jnp.nan, x.dtype)
@@ -327,12 +320,11 @@ def pool_problem(method: str, loss, init, args, kwargs):
     else:
         _checks.fits_loss(loss, first.shape, "init")
         system = _EndToEndSystem(
-            loss, _checks.depth(a["depth"]), _decomposition(a["decomposition"])
+            loss, _checks.depth(a["depth"]), decomposition_name(a["decomposition"])
         )
-    atol = a["atol"]
     options = prepare(
         first, t0=a["t0"], t1=a["t1"], ts=a["ts"], solver=a["solver"], rtol=a["rtol"],
-        atol=1e-10 if atol is None else atol, max_steps=a["max_steps"], dt0=a["dt0"],
+        atol=1e-10 if a["atol"] is None else a["atol"], max_steps=a["max_steps"], dt0=a["dt0"],
         stepsize_controller=a["stepsize_controller"],
         loss_threshold=a["loss_threshold"], steady_state=a["steady_state"],
     )
@@ -341,10 +333,9 @@ def pool_problem(method: str, loss, init, args, kwargs):
         k: jnp.asarray(v) if isinstance(v, (np.ndarray, np.number)) else v
         for k, v in options.items()
     }
-    size = jax.tree_util.tree_leaves(init)[0].shape[0]
-    if atol is None:
+    atol = options.pop("atol")
+    if a["atol"] is None:  # the end-to-end default scales with each member's |W0|
         atols = jax.vmap(default_atol, in_axes=(0, None))(init, options["rtol"])
     else:
-        atols = jnp.full(size, options.pop("atol"))
-    options.pop("atol", None)
+        atols = jnp.full(jax.tree_util.tree_leaves(init)[0].shape[0], atol)
     return system, atols, options

@@ -31,6 +31,15 @@ def power(s: Float[Array, "*shape"], exponent: float | Float[Array, "*shape"]):
 DECOMPOSITIONS = ("svd", "gram")
 
 
+def decomposition_name(decomposition: str) -> str:
+    """`decomposition`, checked against [`DECOMPOSITIONS`][]."""
+    if decomposition not in DECOMPOSITIONS:
+        raise ValueError(
+            f"`decomposition` must be one of {DECOMPOSITIONS}; got {decomposition!r}"
+        )
+    return decomposition
+
+
 def reduced_svd(
     W: Float[Array, "dn d0"], decomposition: str = "svd"
 ) -> tuple[Float[Array, "dn k"], Float[Array, " k"], Float[Array, "d0 k"]]:
@@ -45,13 +54,9 @@ def reduced_svd(
       vanish, so tiny singular values stop growing: greedy learning from a small init
       comes out ~1e-3 off).
     """
-    if decomposition == "svd":
+    if decomposition_name(decomposition) == "svd":
         U, s, Vt = jnp.linalg.svd(W, full_matrices=False)
         return U, clean_singular_values(s, W.shape), Vt.T
-    if decomposition != "gram":
-        raise ValueError(
-            f"`decomposition` must be one of {DECOMPOSITIONS}; got {decomposition!r}"
-        )
     if W.shape[0] < W.shape[1]:
         V, s, U = reduced_svd(W.T, decomposition)
         return U, s, V

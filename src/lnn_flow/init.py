@@ -15,7 +15,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from . import _checks
 from ._network import Factors
-from ._spectral import clean_singular_values
+from ._spectral import reduced_svd
 
 
 def _orthonormal_columns(key, rows: int, cols: int, dtype) -> Float[Array, "rows cols"]:
@@ -52,8 +52,7 @@ def from_end_to_end(
     if depth == 1:
         return (W,)
     k = min(dims)
-    U, s, Vt = jnp.linalg.svd(W, full_matrices=False)
-    s = clean_singular_values(s, W.shape)
+    U, s, V = reduced_svd(W)
     if k < s.shape[0]:
         _checks._require(
             "W",
@@ -65,7 +64,7 @@ def from_end_to_end(
     root = s[:k] ** (1.0 / depth)
     keys = [None] * (depth - 1) if key is None else jax.random.split(key, depth - 1)
     Q = [_orthonormal_columns(keys[j - 1], dims[j], k, W.dtype) for j in range(1, depth)]
-    ws = [(Q[0] * root) @ Vt[:k]]
+    ws = [(Q[0] * root) @ V[:, :k].T]
     ws += [(Q[j] * root) @ Q[j - 1].T for j in range(1, depth - 1)]
     ws.append((U[:, :k] * root) @ Q[-1].T)
     return tuple(ws)
