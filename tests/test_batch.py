@@ -14,15 +14,13 @@ import sys
 import textwrap
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import sensing
+from conftest import SAME_SIZE, inits_over_scales, member, sensing
 
 import lnn_flow as lf
-from lnn_flow._batch import _run
 
 ROOT = Path(__file__).resolve().parents[1]
 DIMS = (4, 5, 3, 4)
@@ -34,21 +32,14 @@ TS = jnp.linspace(0.0, T1, 5)
 @pytest.fixture(scope="module")
 def problem():
     loss, _ = sensing((DIMS[-1], DIMS[0]), m=12)
-    keys = jax.random.split(jax.random.PRNGKey(3), B)
     # Scales spread over two decades: members take different numbers of steps.
-    scales = jnp.logspace(-2, 0, B)
-    ws0 = jax.vmap(lambda k, s: lf.init.balanced(k, DIMS, s))(keys, scales)
-    return loss, ws0
+    return loss, inits_over_scales(DIMS, B, -2, 0)
 
 
 @pytest.fixture(scope="module")
 def factor_batch(problem):
     loss, ws0 = problem
     return lf.solve_batch("factor", loss, ws0, T1, TS)
-
-
-def member(tree, i):
-    return jax.tree_util.tree_map(lambda x: x[i], tree)
 
 
 def test_members_equal_solving_each_alone(problem, factor_batch):
@@ -104,15 +95,23 @@ def test_any_callable_is_a_method(problem):
 
 
 def test_new_values_do_not_recompile(problem, factor_batch):
-    loss, ws0 = problem
     """Floats (times, tolerances) and arrays are traced; only shapes, ints and the set
-    of arguments given key the compiled program."""
-    lf.solve_batch("factor", loss, ws0, T1, TS, rtol=1e-8)
-    before = _run._cached._cache_size()
-    lf.solve_batch("factor", loss, ws0, T1 / 2, TS / 2, rtol=1e-7)
+    of arguments given key the compiled program. Counted with public behaviour only:
+    the loss's Python body runs only while JAX traces it."""
+    loss, ws0 = problem
+    traces = []
+
+    def counting_loss(W):  # one function object: the same static argument each call
+        traces.append(1)
+        return loss(W)
+
+    lf.solve_batch("factor", counting_loss, ws0, T1, TS, rtol=1e-8)
+    first = len(traces)
+    assert first > 0
+    lf.solve_batch("factor", counting_loss, ws0, T1 / 2, TS / 2, rtol=1e-7)
     doubled = jax.tree_util.tree_map(lambda w: 2 * w, ws0)
-    lf.solve_batch("factor", loss, doubled, T1, TS, rtol=1e-8)
-    assert _run._cached._cache_size() == before
+    lf.solve_batch("factor", counting_loss, doubled, T1, TS, rtol=1e-8)
+    assert len(traces) == first
 
 
 def test_bad_input_names_the_argument(problem):
@@ -126,8 +125,9 @@ def test_bad_input_names_the_argument(problem):
         lf.solve_batch("factor", loss, ws0, T1, chunk_size=0)
     with pytest.raises(TypeError, match="`devices`"):
         lf.solve_batch("factor", loss, ws0, T1, devices=["cpu:0"])
-    # Floats are traced (no recompiles), so bad values fail at run time, named.
-    with pytest.raises(eqx.EquinoxRuntimeError, match="`rtol` must be >= 0"):
+    # Floats are traced (no recompiles), but concrete ones are checked on the host
+    # first: a bad value is a one-line ValueError, not a runtime error from the solve.
+    with pytest.raises(ValueError, match="`rtol` must be >= 0"):
         lf.solve_batch("factor", loss, ws0, T1, rtol=-1.0)
 
 
@@ -176,15 +176,24 @@ for name, (method, args, extra) in cases.items():
         "steps": np.asarray(sharded.stats.num_steps).tolist(),
         "devices": len(sharded.loss.sharding.device_set),
         "stopped": int(np.sum(sharded.stopped)),
+        "t_diff": float(np.max(np.abs(sharded.t_final - single.t_final))),
     }
+    if sharded.factors_final is not None:  # max |d/dt| of factors and product (eq. 2)
+        def speeds(ws):
+            v = lf.factor_vector_field(loss, ws)
+            return (*v, jax.jvp(lf.end_to_end, (ws,), (v,))[1])
+        report[name]["speed"] = max(float(np.max(np.abs(x)))
+                                    for x in jax.vmap(speeds)(sharded.factors_final))
 # Refilled slots on each device (2 slots per device, rounds of 8 steps) against the
 # plain batch on one device: the same solves up to where rounds end.
+# Against a reference 1000x tighter (the same program as `plain`: tolerances traced).
 pooled, stats = lf.solve_pool("factor", loss, ws0, 8.0, slots=2, round_steps=8)
-plain = lf.solve_batch("factor", loss, ws0, 8.0, devices=one)
+plain = lf.solve_batch("factor", loss, ws0, 8.0, devices=one, rtol=1e-8, atol=1e-10)
+ref = lf.solve_batch("factor", loss, ws0, 8.0, devices=one, rtol=1e-11, atol=1e-13)
+error = lambda sol: np.abs(sol.end_to_end - ref.end_to_end).max(axis=(1, 2, 3))
 pool = {
-    "max_diff": float(np.max(np.abs(pooled.end_to_end - plain.end_to_end))),
-    "max_steps": int(np.max(plain.stats.num_steps)),
-    "scale": float(np.max(np.abs(plain.end_to_end))),
+    "pool_error": error(pooled).tolist(),
+    "plain_error": error(plain).tolist(),
     "devices": len(pooled.loss.sharding.device_set),
     "success": bool(np.all(pooled.success)),
     "counted": int(stats.member_steps) >= int(np.sum(pooled.stats.num_steps)),
@@ -198,11 +207,13 @@ def test_sharded_over_8_cpu_devices_equals_one_device():
     out = run_python(SHARDED, {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
     report = json.loads(out.strip().splitlines()[-2])
     pool = json.loads(out.strip().splitlines()[-1])
-    # Default tolerances (rtol 1e-8, atol 1e-10), step paths that differ where rounds
-    # end: twice the tolerance rule of conftest.
-    tol = 2 * pool["max_steps"] * (1e-8 * pool["scale"] + 1e-10)
+    # Seeds from norm 1e-2 escape the saddle at the origin, where errors grow, so
+    # conftest's rule is no bound (see its docstring): each pooled member must be as
+    # accurate as the plain solve of it, against a reference 1000x tighter; their step
+    # paths differ where rounds end (errors of the same size, `SAME_SIZE`).
     assert pool["success"] and pool["counted"] and pool["devices"] == 8
-    assert pool["max_diff"] <= tol, pool
+    pool_error, plain_error = np.array(pool["pool_error"]), np.array(pool["plain_error"])
+    assert (pool_error <= SAME_SIZE * plain_error).all(), pool
     for name, r in report.items():
         # Each device runs the same vmapped program on its slice, so every member takes
         # the same steps (integer stats, result codes equal) and only XLA's kernels for
@@ -210,6 +221,16 @@ def test_sharded_over_8_cpu_devices_equals_one_device():
         # operations per step, <= 130 steps, |y| <= 2: 130 * 100 * 2 * 2.2e-16 = 6e-12.
         # (Seen: 4e-15 factor flow, 2e-13 end-to-end flow, 2e-16 descent.)
         assert r["same_ints"] and r["same_nan"], name
+        if name == "threshold":
+            # The stop is located by bisection to a bracket of rtol |t| (default rtol
+            # 1e-8, t <= 8; lnn_flow._solution._Crossing): rounding can flip one
+            # bisection decision next to the root, so the stop times may differ by
+            # up to that bracket (`t_final` is a leaf too), and the states by it
+            # times their speed there.
+            bracket = 1e-8 * 8.0
+            assert r["t_diff"] <= bracket, (name, r)
+            assert r["max_diff"] <= 1e-11 + bracket * max(1.0, r["speed"]), (name, r)
+            continue
         assert r["max_diff"] <= 1e-11, name
         assert r["shape"][0] == 11, name  # padding (to 16) trimmed
         assert r["devices"] == 8, name  # the result lives on all 8: it ran sharded

@@ -2,15 +2,35 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from lnn_flow._cli import main
 
 
-def test_demo_prints_agreement_table(capsys):
-    assert main(["demo", "--dim", "4", "--measurements", "10", "--t1", "5"]) == 0
-    out = capsys.readouterr().out
-    assert "max gap" in out and out.count(" yes") == 3
+def test_demo_prints_the_table_it_writes_and_the_flows_agree(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--dim", "4", "--measurements", "10", "--t1", "5",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((out / "results.json").read_text())["tables"]["demo"]
+    assert [r["depth"] for r in rows] == [1, 2, 3] and all(r["success"] for r in rows)
+    # The printed table is the written one: each depth's line shows its max gap and
+    # drift as results.json holds them (format .1e), and "yes" for success.
+    table = {int(line.split()[0]): line.split() for line in printed.splitlines()
+             if line.strip()[:1].isdigit() and len(line.split()) >= 10}
+    for r in rows:
+        line = table[r["depth"]]
+        assert line[3] == f"{r['max_gap']:.1e}" and line[5] == f"{r['unbalancedness_drift']:.1e}"
+        assert line[-1] == "yes"
+        # Theorem 1: the two flows are one trajectory, solved at rtol 1e-8, atol 1e-10:
+        # they differ by at most the conftest rule 2 N (rtol |W| + atol). From a 1e-3
+        # init |W| grows towards the fit, |W(t1)|_F <= |W*|_F (1 + rel. error), and
+        # |W*|_F = sqrt(rank) = sqrt(2) (`low_rank_matrix`); a factor 2 of margin.
+        steps = max(r["steps_factor"], r["steps_end_to_end"])
+        size = 2 * np.sqrt(2) * (1 + r["relative_error_to_truth"])
+        assert r["max_gap"] <= 2 * steps * (1e-8 * size + 1e-10)
+    assert f"Report: {out}" in printed
 
 
 def test_run_builtin_study_writes_report(tmp_path, capsys):

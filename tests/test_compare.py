@@ -11,21 +11,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import sensing, trajectory_tolerance
+from conftest import DESCENT_DIMS, ROUNDING, trajectory_tolerance
 
 import lnn_flow as lf
 
-DIMS = (4, 5, 3, 6)
+DIMS = DESCENT_DIMS
 HORIZON = 3.0
 FLOW_RTOL, FLOW_ATOL = 1e-12, 1e-14
-ROUNDING = 1e-11  # float64 over <= a few thousand steps, as in test_descent.py
 
 
 @pytest.fixture(scope="module")
-def problem():
-    loss, _ = sensing((DIMS[-1], DIMS[0]))
-    ws0 = lf.init.balanced(jax.random.PRNGKey(3), DIMS, 0.5)
-    return loss, ws0
+def problem(descent_problem):
+    """The shared depth-3 sensing problem of conftest (`DESCENT_DIMS`)."""
+    return descent_problem
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +177,8 @@ def l4_problem():
     X = jax.random.normal(kx, (3, 40))
     Y = jnp.array([[1.5, -1.0, 0.8]]) @ X + 0.3 * jax.random.normal(kn, (1, 40))
     return lf.losses.LpRegression(X, Y, p=4), X, Y
+
+
 
 
 def test_loss_minimum_is_least_squares_for_p2(l4_problem):

@@ -4,7 +4,7 @@ no recompilation for new values, and bad input.
 
 "To rounding" tolerances: a run of N float64 steps accumulates at most about
 N * eps ~ N * 2.2e-16 relative error per operation chain; with N <= 200 and a few dozen
-flops per entry, 1e-11 relative is a bound with a wide margin.
+flops per entry, `ROUNDING` = 1e-11 relative (conftest) is a bound with a wide margin.
 """
 
 import diffrax
@@ -14,21 +14,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import sensing
+from conftest import DESCENT_DIMS, ROUNDING
 
 import lnn_flow as lf
 
-DIMS = (4, 5, 3, 6)
-ROUNDING = 1e-11  # see the module docstring
+DIMS = DESCENT_DIMS
 LR = 0.05
 STEPS = 60
 
 
 @pytest.fixture(scope="module")
-def problem():
-    loss, _ = sensing((DIMS[-1], DIMS[0]))
-    ws0 = lf.init.balanced(jax.random.PRNGKey(3), DIMS, 0.5)
-    return loss, ws0
+def problem(descent_problem):
+    """The shared depth-3 sensing problem of conftest (`DESCENT_DIMS`)."""
+    return descent_problem
 
 
 @pytest.fixture(scope="module")

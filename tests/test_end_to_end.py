@@ -215,3 +215,27 @@ def test_end_to_end_flow_rejects_bad_input():
         lf.end_to_end_flow(loss, W0, 2, 1.0, rtol=-1e-3)
     with pytest.raises(ValueError, match="`W` gives an end-to-end matrix"):
         lf.end_to_end_vector_field(loss, jnp.zeros((2, 2)), 2)
+
+
+@pytest.mark.parametrize("dims", [(3, 4, 5), (5, 4, 3)])  # W^T W and W W^T eigh
+def test_gram_flow_agrees_with_svd_flow_on_a_well_conditioned_path(dims):
+    """`decomposition="gram"` squares the condition number: it resolves singular
+    values down to ~1e-7 s_max. On a path whose spectrum stays within 1e-2 s_max its
+    field differs from the SVD's by rounding (eps * cond^2 <= 2e-12 relative), far
+    below the solves' tolerance: the two flows agree to twice conftest's rule (init 0.3,
+    full rank from the start: no saddle to escape)."""
+    shape = (dims[-1], dims[0])
+    loss, _ = whitened(shape)
+    W0 = lf.end_to_end(lf.init.balanced(jax.random.PRNGKey(7), dims, 0.3))
+    svd = lf.end_to_end_flow(loss, W0, 2, TS[-1], TS, rtol=RTOL, atol=ATOL)
+    gram = lf.end_to_end_flow(loss, W0, 2, TS[-1], TS, rtol=RTOL, atol=ATOL,
+                              decomposition="gram")
+    assert svd.success and gram.success
+    s = np.linalg.svd(np.asarray(svd.end_to_end), compute_uv=False)
+    assert (s[:, -1] / s[:, 0]).min() > 1e-2  # the precondition, checked
+    scale = float(jnp.abs(svd.end_to_end).max())
+    steps = max(int(svd.stats.num_steps), int(gram.stats.num_steps))
+    tol = 2 * trajectory_tolerance(steps, scale)
+    error = float(jnp.abs(svd.end_to_end - gram.end_to_end).max())
+    assert error <= tol, (error, tol)
+    assert svd.loss[-1] < 0.5 * svd.loss[0]  # the flows move

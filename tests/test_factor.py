@@ -1,12 +1,23 @@
 """Eq. (2): the factor vector field and the factor flow, with what every flow result
 must carry (saves, stop, failure, statistics) and how it composes with jit/vmap."""
 
+import warnings
+
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 import pytest
-from conftest import ATOL, RTOL, sensing, trajectory_tolerance, whitened
+from conftest import (
+    ATOL,
+    REFERENCE_ATOL,
+    REFERENCE_RTOL,
+    RTOL,
+    sensing,
+    trajectory_tolerance,
+    whitened,
+)
 
 import lnn_flow as lf
 
@@ -253,3 +264,191 @@ def test_steady_state_stops_at_rest_long_before_t1():
     tol = 2 * trajectory_tolerance(int(full.stats.num_steps), scale)
     error = float(jnp.abs(full.end_to_end_final - rest.end_to_end_final).max())
     assert error <= tol, (error, tol)
+
+
+# --- Solvers, start times, dtypes and options beyond the defaults ----------------------
+
+# The flows below start from the balanced init of norm 0.5 used above (no saddle to
+# escape, so conftest's rule bounds their errors) and share compiled programs with the
+# tests above: the same problem, `TS`'s shape, Tsit5 with no stop.
+START = dict(key=5, scale=0.5)
+
+
+@pytest.fixture(scope="module")
+def start():
+    return lf.init.balanced(jax.random.PRNGKey(START["key"]), DIMS, START["scale"])
+
+
+def tight(loss, ws0, t1, ts):
+    """Tsit5 at `REFERENCE_RTOL`: a reference 1000x more accurate than the solves it
+    checks (the same compiled program as every default solve with save times `ts`)."""
+    ref = lf.factor_flow(loss, ws0, t1, ts, rtol=REFERENCE_RTOL, atol=REFERENCE_ATOL,
+                         max_steps=16_384)
+    assert ref.success, ref.message
+    return ref
+
+
+def test_kvaerno5_agrees_with_a_tight_reference(problem, start):
+    """An implicit solver (diffrax.Kvaerno5: the factor flow's Jacobian has no
+    eigh/SVD, so it is finite everywhere) on eq. (2), adaptive at the default
+    tolerances."""
+    loss, _ = problem
+    sol = lf.factor_flow(loss, start, TS[-1], TS, solver=diffrax.Kvaerno5())
+    assert sol.success and sol.reached.all(), sol.message
+    ref = tight(loss, start, TS[-1], TS)
+    scale = float(jnp.abs(ref.end_to_end).max())
+    # Local errors <= 1e-8 |y| + 1e-10 per step (default tolerances), summed.
+    tol = trajectory_tolerance(sol.stats.num_steps, scale, 1e-8, 1e-10)
+    error = float(jnp.abs(sol.end_to_end - ref.end_to_end).max())
+    assert error <= tol, (error, tol)
+    assert sol.loss[-1] < 0.5 * sol.loss[0]  # it moved
+
+
+def test_implicit_euler_with_constant_steps_is_first_order(problem, start):
+    """diffrax.ImplicitEuler with a `dt0` and constant steps (its Newton iterations
+    converged far below the step's own error): the error against a tight reference is
+    C dt + O(dt^2), so halving dt halves it (to 5%: the O(dt^2) term relative to C dt
+    is ~ dt * C'/C, a few 1e-2 at dt = 0.02)."""
+    loss, _ = problem
+    solver = diffrax.ImplicitEuler(root_finder=optx.Newton(rtol=1e-12, atol=1e-14))
+    ref = tight(loss, start, TS[-1], TS)
+    errors = []
+    for dt in (0.02, 0.01):
+        sol = lf.factor_flow(loss, start, TS[-1], TS, solver=solver, dt0=dt,
+                             stepsize_controller=diffrax.ConstantStepSize())
+        assert sol.success and int(sol.stats.num_steps) == round(float(TS[-1]) / dt)
+        errors.append(float(jnp.abs(sol.end_to_end - ref.end_to_end).max()))
+    assert errors[0] / errors[1] == pytest.approx(2.0, rel=0.05), errors
+    assert errors[1] < 1e-2  # C dt: small, the flow is followed
+
+
+@pytest.fixture(scope="module")
+def two_stage(problem, start):
+    """The README's long-horizon recipe ("Long horizons"): Tsit5 until the loss falls
+    to 1e-8 of its start, then Kvaerno5 from `t0 = stage.t_final` on the factors left
+    there, to twice that time, saving at `ts` in `[t0, t1]`."""
+    loss, _ = problem
+    stage = lf.factor_flow(loss, start, 1e9,
+                           loss_threshold=1e-8 * loss(lf.end_to_end(start)))
+    t0 = float(stage.t_final)
+    t1 = 2 * t0
+    ts = jnp.linspace(t0, t1, TS.shape[0])
+    tail = lf.factor_flow(loss, stage.factors_final, t1, ts, t0=t0,
+                          solver=diffrax.Kvaerno5())
+    return stage, tail, ts
+
+
+def test_second_stage_starts_at_t0_and_honours_ts(two_stage):
+    stage, tail, ts = two_stage
+    assert stage.success and bool(stage.stopped) and float(stage.t_final) > 1.0
+    assert tail.success and tail.reached.all(), tail.message
+    np.testing.assert_array_equal(tail.ts, ts)
+    assert float(tail.t_final) == float(ts[-1])
+    # The save at t0 is the state the second stage was started from, exactly.
+    np.testing.assert_array_equal(tail.end_to_end[0], stage.end_to_end_final)
+    for f, w in zip(tail.factors, stage.factors_final):
+        np.testing.assert_array_equal(f[0], w)
+    # Save times outside [t0, t1] are refused for t0 != 0 too.
+    with pytest.raises(ValueError, match="`ts` must lie within"):
+        lf.factor_flow(lambda W: jnp.sum(W**2), stage.factors_final, ts[-1],
+                       ts.at[0].set(0.0), t0=float(ts[0]))
+
+
+def test_second_stage_continues_the_first(problem, start, two_stage):
+    """Both stages together equal one tight solve over [0, t1] at the second stage's
+    save times: the errors add up, each bounded by conftest's rule at the default
+    tolerances (1e-8, 1e-10); the flow from init 0.5 escapes no saddle, and past
+    convergence errors decay or stay."""
+    loss, _ = problem
+    stage, tail, ts = two_stage
+    one = tight(loss, start, ts[-1], ts)
+    scale = float(jnp.abs(one.end_to_end).max())
+    steps = int(stage.stats.num_steps) + int(tail.stats.num_steps)
+    tol = trajectory_tolerance(steps, scale, 1e-8, 1e-10)
+    error = float(jnp.abs(tail.end_to_end - one.end_to_end).max())
+    assert error <= tol, (error, tol)
+    # The loss kept falling after the stop (a real continuation, not a constant).
+    assert float(tail.loss[-1]) < float(tail.loss[0])
+
+
+@pytest.fixture(scope="module")
+def float32_problem():
+    """The problem of this module drawn in float32, and the same data in float64."""
+    loss32, _ = sensing((DIMS[-1], DIMS[0]), dtype=jnp.float32)
+    loss64 = lf.losses.MatrixSensing(loss32.A.astype(jnp.float64),
+                                     loss32.b.astype(jnp.float64))
+    ws32 = lf.init.balanced(jax.random.PRNGKey(5), DIMS, 0.5, dtype=jnp.float32)
+    return loss32, loss64, ws32
+
+
+FLOAT32_RTOL, FLOAT32_ATOL = 1e-5, 1e-7  # ~100x float32's eps = 1.2e-7
+
+
+def test_float32_in_float32_out(float32_problem):
+    loss32, loss64, ws32 = float32_problem
+    sol = lf.factor_flow(loss32, ws32, TS[-1], TS, rtol=FLOAT32_RTOL, atol=FLOAT32_ATOL)
+    assert sol.success, sol.message
+    arrays = {"ts": sol.ts, "end_to_end": sol.end_to_end, "loss": sol.loss,
+              "t_final": sol.t_final, "end_to_end_final": sol.end_to_end_final,
+              "loss_final": sol.loss_final}
+    arrays.update({f"factors[{j}]": f for j, f in enumerate(sol.factors)})
+    arrays.update({f"factors_final[{j}]": f for j, f in enumerate(sol.factors_final)})
+    for name, x in arrays.items():
+        assert x.dtype == jnp.float32, name
+    # Against the float64 solve of the same data and init at tight tolerances: the
+    # float32 solve's local errors (rtol/atol above) plus its rounding, eps32 |y| per
+    # step, summed over its steps.
+    ref = tight(loss64, tuple(w.astype(jnp.float64) for w in ws32), TS[-1], TS)
+    scale = float(jnp.abs(ref.end_to_end).max())
+    eps32 = float(jnp.finfo(jnp.float32).eps)
+    tol = trajectory_tolerance(sol.stats.num_steps, scale, FLOAT32_RTOL + eps32,
+                               FLOAT32_ATOL)
+    error = float(jnp.abs(sol.end_to_end.astype(jnp.float64) - ref.end_to_end).max())
+    assert error <= tol, (error, tol)
+
+
+def test_float32_end_to_end_flow(float32_problem):
+    loss32, loss64, ws32 = float32_problem
+    W32 = lf.end_to_end(ws32)
+    sol = lf.end_to_end_flow(loss32, W32, len(DIMS) - 1, TS[-1], TS,
+                             rtol=FLOAT32_RTOL, atol=FLOAT32_ATOL)
+    assert sol.success, sol.message
+    for x in (sol.end_to_end, sol.loss, sol.end_to_end_final, sol.loss_final,
+              sol.t_final):
+        assert x.dtype == jnp.float32
+    ref = tight(loss64, tuple(w.astype(jnp.float64) for w in ws32), TS[-1], TS)
+    scale = float(jnp.abs(ref.end_to_end).max())
+    eps32 = float(jnp.finfo(jnp.float32).eps)
+    # As above; the field's SVD in float32 adds ~eps32 relative per evaluation,
+    # inside the eps32 per step allowed.
+    tol = trajectory_tolerance(sol.stats.num_steps, scale, FLOAT32_RTOL + eps32,
+                               FLOAT32_ATOL)
+    error = float(jnp.abs(sol.end_to_end.astype(jnp.float64) - ref.end_to_end).max())
+    assert error <= tol, (error, tol)
+
+
+def test_progress_meter_shows_progress_and_changes_nothing(problem, start, capfd):
+    loss, _ = problem
+    plain = lf.factor_flow(loss, start, TS[-1], TS)
+    capfd.readouterr()
+    shown = lf.factor_flow(loss, start, TS[-1], TS,
+                           progress_meter=diffrax.TqdmProgressMeter())
+    jax.block_until_ready(shown.loss)
+    out, err = capfd.readouterr()
+    assert "100.00%" in out + err  # tqdm's bar, run to the end
+    # The meter only reads the time: the same steps, bit for bit.
+    for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(shown)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dense_memory_warning_comes_before_the_allocation(problem, start):
+    loss, _ = problem
+    with warnings.catch_warnings():
+        # As an error: the warning must come before diffrax reserves ~2 GiB here.
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match=r"dense=True reserves about .* GiB for "
+                           r"max_steps=1000000"):
+            lf.factor_flow(loss, start, TS[-1], TS, dense=True, max_steps=1_000_000)
+        # The default step budget on this small state reserves a few MiB: no warning.
+        sol = lf.factor_flow(loss, start, TS[-1], TS, dense=True)
+    assert sol.success

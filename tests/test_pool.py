@@ -6,7 +6,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ATOL, RTOL, sensing, trajectory_tolerance
+from conftest import (
+    ATOL,
+    REFERENCE_ATOL,
+    REFERENCE_RTOL,
+    RTOL,
+    SAME_SIZE,
+    inits_over_scales,
+    member,
+    sensing,
+)
 
 import lnn_flow as lf
 
@@ -22,15 +31,8 @@ POOL = dict(slots=4, round_steps=8)
 @pytest.fixture(scope="module")
 def problem():
     loss, _ = sensing((DIMS[-1], DIMS[0]), m=12)
-    keys = jax.random.split(jax.random.PRNGKey(3), B)
     # Norms over three decades: plateaus, hence step counts, differ widely.
-    scales = jnp.logspace(-3, 0, B)
-    ws0 = jax.vmap(lambda k, s: lf.init.balanced(k, DIMS, s))(keys, scales)
-    return loss, ws0
-
-
-def member(tree, i):
-    return jax.tree_util.tree_map(lambda x: x[i], tree)
+    return loss, inits_over_scales(DIMS, B, -3, 0)
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +41,26 @@ def pooled(problem):
     return lf.solve_pool("factor", loss, ws0, T1, TS, rtol=RTOL, atol=ATOL, **POOL)
 
 
-def assert_matches_alone(sol, alone, i):
-    # Both solves keep local errors below rtol |y| + atol; their step sequences differ
-    # where rounds end, so they agree to twice the tolerance rule of conftest.
-    steps = max(int(sol.stats.num_steps[i]), int(alone.stats.num_steps))
-    scale = float(jnp.abs(alone.end_to_end).max())
-    tol = 2 * trajectory_tolerance(steps, scale)
-    np.testing.assert_allclose(sol.end_to_end[i], alone.end_to_end, rtol=0, atol=tol)
-    np.testing.assert_allclose(sol.end_to_end_final[i], alone.end_to_end_final, rtol=0,
-                               atol=tol)
+def reference(solve, *args, **kwargs):
+    """The same solve at `REFERENCE_RTOL`/`REFERENCE_ATOL` (same compiled program:
+    tolerances are traced)."""
+    return solve(*args, rtol=REFERENCE_RTOL, atol=REFERENCE_ATOL, **kwargs)
+
+
+def assert_matches_alone(sol, i, alone, ref):
+    """Pool member `i` is as accurate as the member solved alone. The seeds start at
+    norms down to 1e-3 and escape the saddle at the origin, where errors grow, so
+    conftest's sum-of-local-errors rule is no bound here: both are measured against a
+    tight reference instead, and the pool may differ from it only as much as a solve
+    with another step sequence does (`SAME_SIZE`; seen <= 4)."""
     assert bool(sol.reached[i].all()) == bool(alone.reached.all())
-    assert int(sol.result._value[i]) == int(alone.result._value)
+    assert bool(member(sol.result, i) == alone.result)
+    saves = lambda x: np.nan_to_num(np.asarray(x))  # unreached saves are NaN in all
+    for name in ("end_to_end", "end_to_end_final"):
+        want = saves(getattr(ref, name))
+        alone_error = np.abs(saves(getattr(alone, name)) - want).max()
+        pool_error = np.abs(saves(getattr(sol, name)[i]) - want).max()
+        assert pool_error <= SAME_SIZE * alone_error, (name, pool_error, alone_error)
 
 
 def test_members_match_solving_each_alone(problem, pooled):
@@ -61,8 +72,11 @@ def test_members_match_solving_each_alone(problem, pooled):
     assert steps.max() > 1.3 * steps.min()  # the seeds really differ in length
     assert steps.min() > POOL["round_steps"]  # every seed spans several rounds
     for i in range(B):
-        alone = lf.factor_flow(loss, member(ws0, i), T1, TS, rtol=RTOL, atol=ATOL)
-        assert_matches_alone(sol, alone, i)
+        ws = member(ws0, i)
+        alone = lf.factor_flow(loss, ws, T1, TS, rtol=RTOL, atol=ATOL)
+        ref = reference(lf.factor_flow, loss, ws, T1, TS)
+        assert ref.success
+        assert_matches_alone(sol, i, alone, ref)
         assert float(sol.t_final[i]) == T1
 
 
@@ -92,11 +106,67 @@ def test_loss_stop_and_end_to_end_method(problem):
         # The crossing is located on each solve's own trajectory, which agree to
         # ~1e-10 relative: the stop times agree to far better than 1e-6 of t.
         assert abs(float(sol.t_final[i]) - float(alone.t_final)) <= 1e-6 * T1
-        assert_matches_alone(
-            jax.tree_util.tree_map(lambda x: jnp.nan_to_num(x), sol),
-            jax.tree_util.tree_map(lambda x: jnp.nan_to_num(x), alone),
-            i,
-        )
+        # The reference stops at its own crossing: compare states up to the earlier one.
+        ref = lf.end_to_end_flow(loss, W0[i], 3, T1, TS, rtol=REFERENCE_RTOL,
+                                 loss_threshold=threshold)
+        assert bool(ref.stopped) == bool(alone.stopped)
+        assert abs(float(ref.t_final) - float(alone.t_final)) <= 1e-6 * T1
+        assert_matches_alone(sol, i, alone, ref)
+
+
+def at_rest(loss, ws, rtol, atol):
+    """diffrax's `steady_state_event` test, recomputed from the field of eq. (2):
+    `rms(dy/dt) < atol + rtol rms(y)` over all factor entries."""
+    rms = lambda tree: float(jnp.sqrt(jnp.mean(jnp.concatenate(
+        [jnp.ravel(x) for x in tree]) ** 2)))
+    return rms(lf.factor_vector_field(loss, ws)) < atol + rtol * rms(ws)
+
+
+# Long enough for seeds past their plateaus to come to rest at these tolerances.
+REST_T1 = 200.0
+REST_TS = jnp.linspace(0.0, REST_T1, TS.shape[0])  # TS's shape: the same programs
+REST_TOL = dict(rtol=1e-6, atol=1e-8)
+
+
+def test_steady_state_members_match_solving_each_alone():
+    # A full-rank target with no bottleneck (hidden widths >= 4): past its plateaus
+    # the flow converges exponentially, so seeds come to rest; towards sensing's rank-2
+    # truth the zero singular values decay only like a power of t at depth 3 and
+    # almost no seed rests. Small singular values keep the step size (stability-limited
+    # at rest) large. Seeds from the smallest inits are still on the plateau of the
+    # last target direction at t1: not at rest, as the flag must say.
+    loss = lf.losses.WhitenedSquare(jnp.diag(jnp.array([0.4, 0.35, 0.3, 0.25])))
+    ws0 = inits_over_scales((4, 5, 4, 4), B, -3, 0)
+    sol, stats = lf.solve_pool("factor", loss, ws0, REST_T1, REST_TS, steady_state=True,
+                               **REST_TOL, **POOL)
+    assert bool(sol.success.all())
+    assert int(stats.member_steps) == int(np.sum(sol.stats.num_steps))
+    rested = np.asarray(sol.at_rest)
+    assert 3 <= rested.sum() < B, rested  # both kinds: the stop really happens
+    for i in range(B):
+        ws = member(ws0, i)
+        alone = lf.factor_flow(loss, ws, REST_T1, REST_TS, steady_state=True, **REST_TOL)
+        assert bool(sol.at_rest[i]) == bool(alone.at_rest)
+        final = member(sol.factors_final, i)
+        if rested[i]:
+            # Each stopped where the field says it is at rest, before t1; the stop
+            # time itself is ill-conditioned (|dy/dt| decays slowly through the
+            # tolerance), so pool and alone may stop far apart in t.
+            assert at_rest(loss, final, **REST_TOL)
+            assert float(sol.t_final[i]) < REST_T1 and float(alone.t_final) < REST_T1
+            assert not bool(sol.reached[i, -1])
+        else:
+            assert float(sol.t_final[i]) == REST_T1 and bool(sol.reached[i].all())
+        # Up to the stop the event changes nothing: the pool's saves are as accurate
+        # as the member's alone, against a tight reference (saddle: see conftest).
+        ref = lf.factor_flow(loss, ws, REST_T1, REST_TS, rtol=REFERENCE_RTOL,
+                             atol=REFERENCE_ATOL)
+        both = np.asarray(sol.reached[i] & alone.reached)
+        assert both[0] and both.sum() >= 2
+        want = np.asarray(ref.end_to_end)[both]
+        alone_error = np.abs(np.asarray(alone.end_to_end)[both] - want).max()
+        pool_error = np.abs(np.asarray(sol.end_to_end[i])[both] - want).max()
+        assert pool_error <= SAME_SIZE * alone_error, (i, pool_error, alone_error)
 
 
 def test_failures_keep_what_was_computed(problem, pooled):
@@ -108,8 +178,7 @@ def test_failures_keep_what_was_computed(problem, pooled):
                            max_steps=budget, **POOL)
     failed = ~np.asarray(sol.success)
     assert failed.any() and not failed.all()
-    assert bool(jnp.all(sol.result._value[failed]
-                        == diffrax.RESULTS.max_steps_reached._value))
+    assert bool(jnp.all((sol.result == diffrax.RESULTS.max_steps_reached)[failed]))
     assert bool(jnp.all(sol.stats.num_steps[failed] < budget + POOL["round_steps"]))
     assert bool(jnp.all(sol.reached[failed, 0]))  # saves up to the failure are kept
     assert bool(jnp.all(jnp.isfinite(sol.end_to_end_final[failed])))

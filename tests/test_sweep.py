@@ -2,6 +2,8 @@
 groups written atomically, so a study killed with SIGKILL resumes to the same results;
 corrupt or partial files refused with a clear message; summaries across seeds."""
 
+import collections
+import contextlib
 import json
 import os
 import shutil
@@ -12,12 +14,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 import lnn_flow as lf
 from lnn_flow import _store
-from lnn_flow._batch import _run
 from lnn_flow._sweep import (
     Group,
     effective_rank,
@@ -55,13 +57,32 @@ def study_file(tmp_path_factory):
     return path
 
 
+@contextlib.contextmanager
+def count_compiles(name):
+    """Count XLA compilations of the jitted function `name` through JAX's public
+    monitoring hook (`fun_name` is `jit(NAME)`), not a cache's private size."""
+    counts = collections.Counter()
+
+    def listen(event, duration, fun_name=None, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            counts[fun_name] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    counts["total"] = counts[f"jit({name})"]
+
+
 @pytest.fixture(scope="module")
 def reference(study_file, tmp_path_factory):
-    """The study run uninterrupted, in this process; and the compiles it cost."""
+    """The study run uninterrupted, in this process; and the compiles of the batched
+    solve (`lnn_flow._batch._run`, every sweep group's one program) it cost."""
     out = tmp_path_factory.mktemp("reference")
-    before = _run._cached._cache_size()
-    groups = lf.run_sweep(study_file, out, progress=False)
-    return out, groups, _run._cached._cache_size() - before
+    with count_compiles("_run") as counts:
+        groups = lf.run_sweep(study_file, out, progress=False)
+    return out, groups, counts["total"]
 
 
 def test_each_distinct_shape_compiles_once(reference):
@@ -141,7 +162,8 @@ def test_interrupted_write_is_recomputed_not_loaded(reference, tmp_path):
     (out / f"{name}.json").unlink()
     (out / f"{name}.npz").write_bytes(b"PK\x03\x04 half an archive")
     (out / f".{name}.json.tmp-99999").write_text('{"format": ')
-    assert len(lf.load_sweep(out)) == 5  # the orphan is not read back
+    with pytest.warns(UserWarning, match=f"have arrays but no label file.*{name}\\.npz"):
+        assert len(lf.load_sweep(out)) == 5  # the orphan is not read back, but named
     groups = lf.run_sweep(_study_from(out), out, progress=False)
     assert len(groups) == 6 and not list(out.glob(".*.tmp-*"))
     for name_ in ref_groups[3].arrays:
@@ -244,18 +266,38 @@ def test_bad_study_names_the_key(raw, error, message):
         parse_study(raw)
 
 
-def test_study_file_is_data_not_code(tmp_path):
-    path = tmp_path / "evil.toml"
-    path.write_text('name = "__import__(\'os\').system(\'false\')"\n')
-    with pytest.raises(ValueError, match="plain file name|must"):
+# Strings that would create MARKER if anything evaluated them.
+EVIL = "__import__('pathlib').Path('{marker}').touch()"
+
+
+@pytest.mark.parametrize(
+    "text, error, message",
+    [
+        ('name = "{evil}"\n', ValueError, r"`name` must be a plain file name .*got \"__import__"),
+        ('name = "s"\nseeds = 1\n[fixed]\nt1 = "{evil}"\n[grid]\ndepth = [2]\n', TypeError,
+         r"`fixed.t1` must be float; got \"__import__"),
+        ('name = "s"\nseeds = 1\n[grid]\ndepth = ["{evil}"]\n', TypeError,
+         r"`grid.depth\[0\]` must be int; got \"__import__"),
+        ('name = "s"\nseeds = 1\nmethod = "{evil}"\n[grid]\ndepth = [2]\n', ValueError,
+         r"`method` must be one of .*; got \"__import__"),
+        ("seeds = [1,\n", ValueError, r"broken\.toml.* is not valid toml"),
+    ],
+    ids=["name", "fixed-value", "grid-value", "method", "broken-toml"],
+)
+def test_study_file_is_data_not_code(tmp_path, text, error, message):
+    marker = tmp_path / "evaluated"
+    evil = EVIL.format(marker=marker.as_posix())
+    path = tmp_path / "broken.toml"
+    path.write_text(text.replace("{evil}", evil))
+    with pytest.raises(error, match=message):
         lf.load_study(path)
-    bad = tmp_path / "broken.toml"
-    bad.write_text("seeds = [1,\n")
-    with pytest.raises(ValueError, match="is not valid toml"):
-        lf.load_study(bad)
+    assert not marker.exists()
+
+
+def test_study_file_may_be_json(tmp_path):
     as_json = tmp_path / "s.json"
     as_json.write_text(json.dumps(base(grid__depth=[2, 3])))
-    assert len(lf.load_study(as_json).configs()) == 2
+    assert [c["depth"] for c in lf.load_study(as_json).configs()] == [2, 3]
 
 
 def test_summary_counts_failures_and_takes_quantiles():
@@ -286,11 +328,27 @@ def test_effective_rank():
     assert 1.0 < effective_rank(np.array([1.0, 0.1])) < 2.0
 
 
-def test_atomic_write_leaves_old_or_new(tmp_path):
+def _fail(*args, **kwargs):
+    raise OSError("simulated crash")
+
+
+@pytest.mark.parametrize(
+    "stage",
+    ["fsync", "replace"],  # data written but not yet on disk / not yet moved into place
+)
+def test_atomic_write_interrupted_leaves_the_old_file(tmp_path, monkeypatch, stage):
+    """A write that dies before it completes leaves the previous file whole: a direct
+    `open(path, "wb").write(...)` would leave the new (or partial) bytes here."""
     path = tmp_path / "f.bin"
     _store.write_atomic(path, b"old")
-    _store.write_atomic(path, b"new")
-    assert path.read_bytes() == b"new" and not list(tmp_path.glob(".*tmp*"))
+    monkeypatch.setattr(_store.os, stage, _fail)
+    with pytest.raises(OSError, match="simulated crash"):
+        _store.write_atomic(path, b"new" * 1000)
+    monkeypatch.undo()
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir() if _store._TEMP_MARK not in p.name] == ["f.bin"]
+    _store.write_atomic(path, b"new")  # and the next write succeeds over the debris
+    assert path.read_bytes() == b"new"
 
 
 @pytest.mark.parametrize("solver", ["Euler", "AbstractERK"])

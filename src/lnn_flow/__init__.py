@@ -69,6 +69,17 @@ from ._solution import FlowSolution, SolverStats  # noqa: E402
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # `lnn_flow.studies` imports matplotlib: loaded on first access, so `import
+    # lnn_flow` stays light and `lf.studies` works like `lf.theory`.
+    if name == "studies":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.studies")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "Acceleration",
     "CorruptResultError",
@@ -102,6 +113,7 @@ __all__ = [
     "run_sweep",
     "solve_batch",
     "solve_pool",
+    "studies",
     "summarize",
     "theory",
     "unbalancedness",

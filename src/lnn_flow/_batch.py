@@ -2,18 +2,18 @@
 
 The seed axis is `jax.vmap`-ed and, with more than one device, split over a 1-D mesh
 with `jax.shard_map`: each device runs the vmapped solve on its own slice of seeds and
-never talks to the others. Measured with jax 0.10 / diffrax 0.7 on 8 CPU devices
-(`benchmarks/throughput.py` and the tests):
+never talks to the others. Seen with jax 0.10 / diffrax 0.7 on 8 CPU devices
+(`python benchmarks/mesh.py` times all three ways and prints their differences):
 
 - `jit(vmap(solve))` on input sharded over an Explicit-axes mesh fails inside
   `diffeqsolve` ("Resource axis ... not found in mesh");
 - over an Auto-axes mesh it runs, but GSPMD syncs the devices at every solver step (the
-  while loop's stop test reduces over the whole batch): 1.8x slower than one device;
-- `shard_map(vmap(solve), check_vma=False)` is faster than one device (0.079 s vs
-  0.105 s for 16 seeds on a 2-core machine) and takes the same steps for every member;
-  values agree to rounding (bit-identical for 16 seeds of d = 10; up to 2e-13 apart
-  when XLA picks other kernels for a different per-device batch size).
-  `check_vma=True` rejects equinox's runtime checks inside the solve.
+  while loop's stop test reduces over the whole batch);
+- `shard_map(vmap(solve), check_vma=False)` lets each device run its own while loop and
+  takes the same steps for every member; values agree to rounding (XLA may pick other
+  kernels for another per-device batch size: `tests/test_batch.py` bounds the
+  difference by 1e-11). `check_vma=True` rejects equinox's runtime checks inside the
+  solve.
 
 One exception: a solve with a `loss_threshold` stop locates it with optimistix/lineax,
 whose structure check rejects shard_map's manual-axes shardings ("pytree does not match
@@ -27,6 +27,8 @@ on a plain machine) the call is a plain `jit(vmap(solve))`: no mesh, no padding.
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import inspect
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -34,11 +36,13 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
-from ._descent import end_to_end_descent, gradient_descent
-from ._end_to_end import end_to_end_flow
-from ._factor import factor_flow
+from . import _checks
+from ._descent import check_options, end_to_end_descent, gradient_descent
+from ._end_to_end import _EndToEndSystem, end_to_end_flow
+from ._factor import _FactorSystem, factor_flow
 from ._pool import PoolStats, pool_problem, pooled_solve
-from ._solution import FlowSolution
+from ._solution import FlowSolution, prepare
+from ._spectral import decomposition_name
 
 BATCH_AXIS = "batch"
 
@@ -74,7 +78,136 @@ def batch_size(init: PyTree[Array]) -> int:
             "`init` must have one leading batch axis of the same size on every array; "
             f"got shapes {[tuple(np.shape(x)) for x in leaves]}"
         )
-    return sizes.pop()
+    size = sizes.pop()
+    if size < 1:
+        raise ValueError("`init` must hold at least one member; its batch axis has size 0")
+    return size
+
+
+def _bind(method, solve_one, loss, init, args, kwargs) -> inspect.BoundArguments | None:
+    """`solve_one(loss, member, *args, **kwargs)` bound to its signature (None when it
+    has none): a missing or unknown argument is a `TypeError` here that shows what the
+    method takes after `init`, not an error from inside the trace."""
+    try:
+        signature = inspect.signature(solve_one)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to bind
+        return None
+    try:
+        return signature.bind(loss, init, *args, **kwargs)
+    except TypeError as err:
+        params = list(signature.parameters.values())[2:]
+        takes = ", ".join(
+            p.name + ("" if p.default is p.empty else f"={p.default!r}")
+            for p in params
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        )
+        name = getattr(solve_one, "__name__", type(solve_one).__name__)
+        label = f" (method {method!r})" if isinstance(method, str) else ""
+        raise TypeError(
+            f"arguments of `{name}`{label}: {err}; after `loss, init` it takes "
+            f"({takes}), got {len(args)} positional argument(s) {tuple(args)!r}"
+        ) from None
+
+
+def _members(init, name: str) -> None:
+    """Every array of `init` real and non-empty, and each member finite; a bad member
+    is named by its index. Host-side: traced `init` is left to the method's checks."""
+    leaves = jax.tree_util.tree_leaves(init)
+    named = len(leaves) > 1
+    for j, x in enumerate(leaves):
+        leaf = f"{name}[{j}]" if named else name
+        _checks.real_dtype(leaf, jnp.result_type(x))
+        if not _checks.is_concrete(x):
+            continue
+        a = np.asarray(x)
+        if 0 in a.shape[1:]:
+            raise ValueError(f"`{leaf}` members must be non-empty; got shape {a.shape}")
+        ok = np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            raise ValueError(
+                f"`{leaf}` member {int(bad[0])} has non-finite entries (NaN or inf)"
+                + (f"; so do {len(bad) - 1} more" if len(bad) > 1 else "")
+            )
+
+
+@eqx.filter_jit
+def _initial_losses(system, init):
+    return jax.vmap(lambda y: system.loss(system.end_to_end(y)))(init)
+
+
+def _finite_initial_losses(system, init, name: str) -> None:
+    if not all(_checks.is_concrete(x) for x in jax.tree_util.tree_leaves(init)):
+        return
+    values = _initial_losses(system, init)
+    if values.ndim != 1 or not jnp.issubdtype(values.dtype, jnp.floating):
+        raise TypeError(
+            "`loss` must return a real scalar; got "
+            f"{values.dtype.name} of shape {tuple(values.shape[1:])} per member"
+        )
+    ok = np.isfinite(np.asarray(values))
+    if not ok.all():
+        i = int(np.argmin(ok))
+        raise ValueError(
+            f"`{name}` member {i} gives a non-finite loss ({np.asarray(values)[i]}) at "
+            "the initial state: the flow needs a finite loss to start from"
+        )
+
+
+def _check_on_host(method, solve_one, loss, init, args, kwargs):
+    """Validate a batch before anything is traced, so a bad value is a one-line
+    `ValueError`/`TypeError` naming the argument (and the member), not a runtime error
+    from inside the compiled solve. Returns `(args, kwargs)` with `depth` made a Python
+    int (Python floats are traced, and a traced depth cannot fix the structure)."""
+    first = _take(init, 0)
+    bound = _bind(method, solve_one, loss, first, args, kwargs)
+    if bound is None or not isinstance(method, str):
+        return args, kwargs
+    shapes = [tuple(np.shape(x)) for x in jax.tree_util.tree_leaves(init)]
+    if any(len(shape) != 3 for shape in shapes):
+        what = "a tuple of factors, each " if method in ("factor", "descent") else ""
+        raise ValueError(
+            f"`init` must be {what}a (B, rows, cols) array: a leading batch axis over "
+            f"matrices; got shapes {shapes}"
+        )
+    _members(init, "init")
+    if "depth" in bound.arguments:
+        bound.arguments["depth"] = _checks.depth(bound.arguments["depth"])
+    full = inspect.signature(solve_one).bind(*bound.args, **bound.kwargs)
+    full.apply_defaults()
+    a = full.arguments
+    if method in ("factor", "descent"):
+        ws = _checks.factors(first, "init")
+        _checks.fits_loss(loss, (ws[-1].shape[0], ws[0].shape[1]), "init")
+        system = _FactorSystem(loss, len(ws))
+    else:
+        W = _checks.as_float_array("init", first, ndim=2)
+        _checks.fits_loss(loss, W.shape, "init")
+        system = _EndToEndSystem(loss, a["depth"])
+    dtype = jax.tree_util.tree_leaves(first)[0].dtype
+    if method in ("factor", "end_to_end"):
+        if method == "end_to_end":
+            decomposition_name(a["decomposition"])
+        atol = a["atol"]
+        if atol is None:  # the end-to-end default, >= the smallest normal float
+            _checks.real_scalar("rtol", a["rtol"])
+            atol = float(np.finfo(dtype).tiny)
+        prepare(
+            jax.tree_util.tree_map(np.asarray, first), t0=a["t0"], t1=a["t1"],
+            ts=a["ts"], solver=a["solver"], rtol=a["rtol"], atol=atol,
+            max_steps=a["max_steps"], dt0=a["dt0"],
+            stepsize_controller=a["stepsize_controller"],
+            loss_threshold=a["loss_threshold"], steady_state=a["steady_state"],
+            loss=loss,
+        )
+    else:
+        check_options(a["lr"], a["steps"], a["save_every"], a["optimizer"], dtype)
+    _finite_initial_losses(system, init, "init")
+    return tuple(bound.args[2:]), dict(bound.kwargs)
+
+
+def _take(tree, index):
+    return jax.tree_util.tree_map(lambda x: x[index], tree)
 
 
 def _resolve_devices(devices) -> tuple:
@@ -135,13 +268,15 @@ def solve_batch(
       (`None`). A vmapped adaptive solve steps every member until the slowest
       finishes, and on CPU a large batch falls out of cache: `benchmarks/throughput.py`
       measures both. `"auto"` (default) chunks by 64 on CPU devices holding more than
-      64 seeds each, where it measured fastest (d = 20, depth 3: 69 solves/s at
-      B = 1024 against 34 for one vmap and 39 for a loop), and does not chunk
-      elsewhere.
+      64 seeds each, where `benchmarks/throughput.py` measured it fastest (d = 20,
+      depth 3), and does not chunk elsewhere.
 
     Python floats among the arguments are traced, so new times, tolerances or step
-    sizes reuse the compiled program; a bad value (e.g. `rtol=-1.0`) then fails at run
-    time with an `equinox.EquinoxRuntimeError` that names the argument.
+    sizes reuse the compiled program. For the named methods every argument is checked
+    on the host first, as the method checks it alone: a bad value (e.g. `rtol=-1.0`,
+    `ts` outside `[t0, t1]`, a missing `depth`) raises a `ValueError`/`TypeError`
+    naming the argument, and a bad member of `init` (non-finite entries, a non-finite
+    initial loss) is named by its index, before anything compiles.
 
     **Returns:** the method's result with a leading batch axis on every array, member
     `i` equal to solving `init[i]` alone (the same steps; values to rounding, as XLA's
@@ -151,6 +286,7 @@ def solve_batch(
     solve_one = _method(method)
     size = batch_size(init)
     devices = _resolve_devices(devices)
+    args, kwargs = _check_on_host(method, solve_one, loss, init, args, kwargs)
     if isinstance(chunk_size, str) and chunk_size == "auto":
         chunk_size = auto_chunk_size(size, devices)
     if chunk_size is not None and (
@@ -194,8 +330,14 @@ def solve_pool(
         raise ValueError(f"`round_steps` must be a positive integer; got {round_steps!r}")
     if not isinstance(method, str):
         raise ValueError(f"`method` must be 'factor' or 'end_to_end'; got {method!r}")
+    if method not in ("factor", "end_to_end"):
+        raise ValueError(
+            f"`method` must be one of ['end_to_end', 'factor'] for a refilled solve; "
+            f"got {method!r}"
+        )
     size = batch_size(init)
     devices = _resolve_devices(devices)
+    args, kwargs = _check_on_host(method, METHODS[method], loss, init, args, kwargs)
     dynamic, static = eqx.partition(
         (method, loss, init, _trace_floats(args), _trace_floats(kwargs)), eqx.is_array
     )

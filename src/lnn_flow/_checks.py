@@ -17,16 +17,23 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def _require(name: str, x, bad, message: str):
-    """Raise (concrete) or attach a runtime error (traced) where `bad(x)` holds."""
-    full = f"`{name}` {message}"
+def _require(name: str, x, bad, message: str, on=None):
+    """Raise (concrete) or attach a runtime error (traced) where `bad(x)` holds.
+
+    Returns `on` (default `x`) carrying the check. A traced check lives only in the
+    value returned (an unused `eqx.error_if` is dead code under `jit`), so callers must
+    use it: `ts = _require("ts", ts, ...)`, or `t1 = _require("t1", t1 - t0, ..., on=t1)`.
+    """
+    text = lambda: f"`{name}` {message() if callable(message) else message}"
+    on = x if on is None else on
     if is_concrete(x):
         # On the host: `bad` uses operators and array methods that NumPy and JAX
-        # share, so concrete checks dispatch no JAX ops (~0.4 ms a solve otherwise).
+        # share, so concrete checks dispatch no JAX ops;
+        # a callable `message` is only formatted when the check fails.
         if bool(bad(np.asarray(x))):
-            raise ValueError(full)
-        return x
-    return eqx.error_if(x, bad(x), full)
+            raise ValueError(text())
+        return on
+    return eqx.error_if(on, bad(x), text())
 
 
 def finite(name: str, x):
@@ -53,11 +60,20 @@ def _show(x) -> str:
 
 
 def as_float_array(name: str, x, ndim: int | None = None) -> jax.Array:
-    """`x` as a floating JAX array (float64 unless it already is a float type)."""
+    """`x` as a real floating JAX array: float types are kept, integers become float64.
+
+    Complex, boolean and non-numeric input is refused (`TypeError`): casting would drop
+    an imaginary part or turn flags into numbers silently.
+    """
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"`{name}` must be a real array; got {type(x).__name__}")
     try:
         arr = jnp.asarray(x)
     except TypeError as err:
-        raise TypeError(f"`{name}` must be an array; got {type(x).__name__}") from err
+        raise TypeError(
+            f"`{name}` must be a real array; got {type(x).__name__}"
+        ) from err
+    real_dtype(name, arr.dtype)
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.float64)
     if ndim is not None and arr.ndim != ndim:
@@ -67,12 +83,63 @@ def as_float_array(name: str, x, ndim: int | None = None) -> jax.Array:
     return arr
 
 
+def real_dtype(name: str, dtype) -> None:
+    """Refuse a dtype that is not a real number type (complex, bool, object, ...)."""
+    dtype = np.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(
+            f"`{name}` must be real; got {dtype.name} (take `.real` explicitly if the "
+            "imaginary part is meant to be dropped)"
+        )
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"`{name}` must hold real numbers; got dtype {dtype.name}")
+
+
+def float_dtype(name: str, dtype) -> np.dtype:
+    """A real floating dtype for `dtype=` arguments (`float32`, `float64`, ...)."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"`{name}` must be a real floating dtype; got {dtype!r}") from err
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"`{name}` must be a real floating dtype (e.g. jnp.float64); got {dtype.name}"
+        )
+    return dtype
+
+
+def prng_key(name: str, key):
+    """A JAX PRNG key: typed (`jax.random.key(0)`) or raw uint32 (`jax.random.PRNGKey(0)`)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and (
+        jnp.issubdtype(dtype, jax.dtypes.prng_key)
+        or (dtype == jnp.uint32 and np.ndim(key) >= 1)
+    ):
+        return key
+    raise TypeError(
+        f"`{name}` must be a JAX PRNG key (e.g. jax.random.PRNGKey(0)); got {key!r}"
+    )
+
+
+def non_empty(name: str, x):
+    """`x` with a check that it has no zero-length axis (shapes are static)."""
+    if 0 in np.shape(x):
+        raise ValueError(f"`{name}` must be non-empty; got shape {tuple(np.shape(x))}")
+    return x
+
+
+def real_scalar(name: str, x) -> None:
+    """Refuse Python/NumPy scalars that are complex or boolean (`True` is not a time)."""
+    if isinstance(x, (bool, np.bool_)) or np.iscomplexobj(x):
+        raise TypeError(f"`{name}` must be a real number; got {x!r}")
+
+
 def dims(value: Sequence[int], name: str = "dims") -> tuple[int, ...]:
     """`(d_0, d_1, ..., d_n)`: at least two positive integers (depth n >= 1)."""
     try:
         out = tuple(int(d) for d in value)
-    except TypeError as err:
-        raise TypeError(f"`{name}` must be a sequence of integers") from err
+    except (TypeError, ValueError, OverflowError) as err:
+        raise TypeError(f"`{name}` must be a sequence of integers; got {value!r}") from err
     if any(o != d for o, d in zip(out, value)):
         raise TypeError(f"`{name}` must hold integers; got {tuple(value)}")
     if len(out) < 2:
@@ -86,7 +153,20 @@ def dims(value: Sequence[int], name: str = "dims") -> tuple[int, ...]:
 
 
 def depth(value, name: str = "depth") -> int:
-    if isinstance(value, bool) or int(value) != value:
+    """A positive Python integer (integral floats accepted): a static structure size."""
+    if not is_concrete(value):
+        raise TypeError(
+            f"`{name}` must be a Python integer (it fixes the structure); got a traced "
+            "value"
+        )
+    arr = np.asarray(value) if not isinstance(value, (str, bytes)) else None
+    if (
+        arr is None
+        or arr.ndim != 0
+        or arr.dtype.kind not in "iuf"
+        or not np.isfinite(arr)
+        or int(arr) != arr
+    ):
         raise TypeError(f"`{name}` must be an integer; got {value!r}")
     if value < 1:
         raise ValueError(f"`{name}` must be >= 1; got {value}")
@@ -108,7 +188,16 @@ def factors(ws, name: str = "ws") -> tuple[jax.Array, ...]:
         ) from err
     if len(ws) < 1:
         raise ValueError(f"`{name}` must hold at least one factor (depth >= 1)")
-    ws = tuple(as_float_array(f"{name}[{j}]", w, ndim=2) for j, w in enumerate(ws))
+    ws = tuple(
+        non_empty(f"{name}[{j}]", as_float_array(f"{name}[{j}]", w, ndim=2))
+        for j, w in enumerate(ws)
+    )
+    for j in range(1, len(ws)):
+        if ws[j].dtype != ws[0].dtype:
+            raise TypeError(
+                f"`{name}` must share one float dtype: {name}[0] is {ws[0].dtype.name} "
+                f"but {name}[{j}] is {ws[j].dtype.name}; cast them to one dtype"
+            )
     for j in range(1, len(ws)):
         if ws[j].shape[1] != ws[j - 1].shape[0]:
             raise ValueError(
@@ -130,3 +219,31 @@ def fits_loss(loss, shape: tuple[int, int], name: str) -> None:
         )
     if not callable(loss):
         raise TypeError(f"`loss` must be callable W -> scalar; got {type(loss).__name__}")
+
+
+@eqx.filter_jit
+def _loss_at(system, y):
+    return system.loss(system.end_to_end(y))
+
+
+def finite_initial_loss(name: str, system, y0):
+    """`y0`, refused unless the loss at it is a finite real scalar: a flow from a
+    NaN/inf loss has no direction to follow, and a solver would spend every step on it
+    before failing. `name` is what the user passed as the initial state. Costs one
+    small compiled loss evaluation, no solve; on a traced `y0` the check is attached
+    to `y0` as a runtime error."""
+    value = _loss_at(system, y0)
+    if jnp.ndim(value) != 0 or not jnp.issubdtype(value.dtype, jnp.floating):
+        raise TypeError(
+            "`loss` must return a real scalar; got "
+            f"{jnp.result_type(value).name} of shape {tuple(jnp.shape(value))}"
+        )
+    message = (
+        f"`{name}` gives a non-finite loss ({_show(value)}) at the initial state: the "
+        "flow needs a finite loss to start from"
+    )
+    if is_concrete(value):
+        if not np.isfinite(np.asarray(value)):
+            raise ValueError(message)
+        return y0
+    return eqx.error_if(y0, ~jnp.isfinite(value), message)

@@ -78,11 +78,15 @@ def gradient_descent(
     hold the last finite iterate and `t_final` its time, later saves are NaN with
     `reached == False`. `stats.num_vector_field_evals` counts gradient evaluations.
     `jax.vmap` over `ws0` (or `lr`) batches every field.
+
+    Bad input is refused up front as in [`lnn_flow.factor_flow`][] (complex, empty or
+    non-finite factors, mixed dtypes, a loss not finite at `ws0`).
     """
     ws0 = _checks.factors(ws0, "ws0")
     ws0 = tuple(_checks.finite(f"ws0[{j}]", w) for j, w in enumerate(ws0))
     _checks.fits_loss(loss, (ws0[-1].shape[0], ws0[0].shape[1]), "ws0")
     system = _FactorSystem(loss, len(ws0))
+    ws0 = _checks.finite_initial_loss("ws0", system, ws0)
     return _run(system, ws0, lr, steps, save_every, optimizer)[0]
 
 
@@ -106,9 +110,11 @@ def end_to_end_descent(
     `result.factors` None.
     """
     depth = _checks.depth(depth)
-    W0 = _checks.finite("W0", _checks.as_float_array("W0", W0, ndim=2))
+    W0 = _checks.non_empty("W0", _checks.as_float_array("W0", W0, ndim=2))
+    W0 = _checks.finite("W0", W0)
     _checks.fits_loss(loss, W0.shape, "W0")
     system = _EndToEndSystem(loss, depth)
+    W0 = _checks.finite_initial_loss("W0", system, W0)
     return _run(system, W0, lr, steps, save_every, optimizer)[0]
 
 
@@ -120,14 +126,7 @@ def _run(system, y0, lr, steps, save_every, optimizer, observe=None, observe_arg
     (empty without an observer), so a comparison sees each iterate without saving it.
     """
     dtype = jax.tree_util.tree_leaves(y0)[0].dtype
-    lr = _checks.positive("lr", _checks.as_float_array("lr", lr, ndim=0).astype(dtype))
-    steps = _count("steps", steps, minimum=1)
-    save_every = _count("save_every", save_every, minimum=1)
-    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(
-            "`optimizer` must be an optax GradientTransformation; got "
-            f"{type(optimizer).__name__}"
-        )
+    lr, steps, save_every = check_options(lr, steps, save_every, optimizer, dtype)
     return _descend(
         system,
         y0,
@@ -138,6 +137,21 @@ def _run(system, y0, lr, steps, save_every, optimizer, observe=None, observe_arg
         optimizer=optimizer,
         observe=observe,
     )
+
+
+def check_options(lr, steps, save_every, optimizer, dtype):
+    """`(lr, steps, save_every)` checked: `lr > 0` real, integer counts >= 1, an optax
+    optimizer or None."""
+    _checks.real_scalar("lr", lr)
+    lr = _checks.positive("lr", _checks.as_float_array("lr", lr, ndim=0).astype(dtype))
+    steps = _count("steps", steps, minimum=1)
+    save_every = _count("save_every", save_every, minimum=1)
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "`optimizer` must be an optax GradientTransformation; got "
+            f"{type(optimizer).__name__}"
+        )
+    return lr, steps, save_every
 
 
 def _count(name: str, value, minimum: int) -> int:
@@ -215,6 +229,7 @@ def _descend(system, y0, lr, observe_args, *, steps, save_every, optimizer, obse
         stopped=jnp.asarray(False),
         at_rest=jnp.asarray(False),
         finite=carry.finite,
+        diverged=~carry.finite,
         result=diffrax.RESULTS.successful,
         stats=SolverStats(
             num_steps=evals,

@@ -90,10 +90,17 @@ def factor_flow(
       not accuracy (`benchmarks/long_horizon.py`); later saves are marked unreached
       and `*_final` holds the state at rest. A flow that slow on a saddle's plateau
       (near a tiny init) stops there too: check `loss_final`.
-    - `dense`: keep the dense output for `result.evaluate(t)` at any `t`.
+    - `dense`: keep the dense output for `result.evaluate(t)` at any `t` in
+      `[t0, t_final]`.
     - `progress_meter`: e.g. `diffrax.TqdmProgressMeter()` for a progress bar.
 
     **Returns:** a [`lnn_flow.FlowSolution`][].
+
+    **Raises** `ValueError`/`TypeError` naming the argument, before anything is solved,
+    for: complex, boolean, empty or non-finite factors, factors of mixed dtypes, a
+    loss that is not a finite real scalar at `ws0`, and the option checks of
+    `lnn_flow._solution.prepare` (times, tolerances finer than the dtype resolves,
+    a negative `loss_threshold` for a loss of `lnn_flow.losses`).
     """
     ws0 = _checks.factors(ws0, "ws0")
     ws0 = tuple(_checks.finite(f"ws0[{j}]", w) for j, w in enumerate(ws0))
@@ -114,4 +121,5 @@ def factor_flow(
         steady_state=steady_state,
         dense=dense,
         progress_meter=progress_meter,
+        init_name="ws0",
     )

@@ -22,11 +22,15 @@ from .losses import MatrixCompletion
 
 
 class NuclearNormSolution(eqx.Module):
-    """ADMM's answer: `W` satisfies the observations to `constraint_violation`."""
+    """ADMM's answer. `W` is the iterate projected onto the observations (it agrees
+    with them exactly, by construction); `constraint_violation` is how far ADMM's other
+    iterate, the singular-value-thresholded `Z` before that projection, is from them:
+    `max |Z[rows, cols] - values|`, at most the primal residual `||W - Z||_F`. It tends
+    to 0 as ADMM converges and says how far `W` is from a fixed point."""
 
     W: Float[Array, "dn d0"]
     nuclear_norm: Float[Array, ""]
-    constraint_violation: Float[Array, ""]  # max |W[rows, cols] - values|
+    constraint_violation: Float[Array, ""]  # max |Z[rows, cols] - values|, pre-projection
     iterations: Int[Array, ""]
     converged: Bool[Array, ""]
 
@@ -88,7 +92,7 @@ def _admm(loss: MatrixCompletion, rtol, max_iterations: int) -> NuclearNormSolut
     return NuclearNormSolution(
         W=X,
         nuclear_norm=jnp.sum(jnp.linalg.svd(X, compute_uv=False)),
-        constraint_violation=jnp.max(jnp.abs(X[rows, cols] - values)),
+        constraint_violation=jnp.max(jnp.abs(Z[rows, cols] - values)),
         iterations=k,
         converged=done,
     )

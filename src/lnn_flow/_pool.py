@@ -1,9 +1,9 @@
 """Refilled batch slots: many seeds through a fixed set of vmapped solver slots.
 
 A vmapped adaptive solve steps every member until the slowest finishes, so in a batch
-of seeds with plateaus of different lengths the finished members sit idle (measured
-with init scales 1e-4..1e-2: 0.89 of the slot-steps do work at a fixed `t1`, 0.67
-with a loss stop). Here `slots` members are solved together in *rounds*: each round is
+of seeds with plateaus of different lengths the finished members sit idle (the
+fraction of slot-steps that do work is printed by `benchmarks/refill.py` for init
+scales 1e-4..1e-2, at a fixed `t1` and with a loss stop). Here `slots` members are solved together in *rounds*: each round is
 one vmapped `diffrax.diffeqsolve` of at most `round_steps` steps per member, resumed
 from the previous round's solver state, step-size-controller state and last step size.
 Between rounds, inside the same compiled `lax.while_loop`, every member that finished
@@ -26,7 +26,9 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 from . import _checks
 from ._end_to_end import _EndToEndSystem, default_atol, end_to_end_flow
 from ._factor import _FactorSystem, factor_flow
-from ._solution import FlowSolution, assemble, controller, prepare, stop_event, stop_flags
+from ._solution import (
+    FlowSolution, assemble, controller, diverged_flag, prepare, stop_event, stop_flags,
+)
 from ._spectral import decomposition_name
 
 _MAX_STEPS = diffrax.RESULTS.max_steps_reached
@@ -58,6 +60,7 @@ class _Slots(eqx.Module):
     controller_state: PyTree[Array]
     num_steps: Int[Array, " s"]
     num_accepted: Int[Array, " s"]
+    rounds: Int[Array, " s"]
 
 
 class _Results(eqx.Module):
@@ -65,11 +68,13 @@ class _Results(eqx.Module):
     written: Bool[Array, "n k"]
     y_final: PyTree[Array]
     t_final: Float[Array, " n"]
-    result: Any
+    result: diffrax.RESULTS  # batched over seeds
     stopped: Bool[Array, " n"]
     at_rest: Bool[Array, " n"]
+    diverged: Bool[Array, " n"]
     num_steps: Int[Array, " n"]
     num_accepted: Int[Array, " n"]
+    rounds: Int[Array, " n"]  # diffeqsolve calls each seed was solved in
 
 
 def _take(tree, index):
@@ -132,6 +137,7 @@ def pooled_solve(
         fresh = _Slots(
             seeds, y, t, dt, atol_i, solver_state, controller_state,
             jnp.zeros_like(slots_state.num_steps), jnp.zeros_like(slots_state.num_accepted),
+            jnp.zeros_like(slots_state.rounds),
         )
         return _select(mask, fresh, slots_state)
 
@@ -146,6 +152,7 @@ def pooled_solve(
             controller_state=True,
         )
         event = stop_event(system, loss_threshold, steady_state, rtol, atol_i)
+        ctrl = controller(solver, stepsize_controller, rtol, atol_i)
         sol = diffrax.diffeqsolve(
             term,
             solver,
@@ -154,7 +161,7 @@ def pooled_solve(
             dt,
             y,
             saveat=saveat,
-            stepsize_controller=controller(solver, stepsize_controller, rtol, atol_i),
+            stepsize_controller=ctrl,
             event=event,
             max_steps=round_steps,
             throw=False,
@@ -177,6 +184,7 @@ def pooled_solve(
         return (
             saved_ys, written, _take(final_ys, 0), final_ts[0], next_dt,
             sol.solver_state, sol.controller_state, sol.result, stopped, at_rest,
+            diverged_flag(ctrl, sol.controller_state),
             sol.stats["num_steps"], sol.stats["num_accepted_steps"],
         )
 
@@ -184,7 +192,7 @@ def pooled_solve(
         state, results, next_seed, stats = carry
         width = state.seed.shape[0]
         (saved_ys, written, y, t, dt, solver_state, controller_state, result, stopped,
-         at_rest, steps, accepted) = jax.vmap(segment)(
+         at_rest, diverged, steps, accepted) = jax.vmap(segment)(
             state.y, state.t, state.dt, state.atol, state.solver_state,
             state.controller_state,
         )
@@ -193,6 +201,7 @@ def pooled_solve(
         state = _Slots(
             state.seed, y, t, dt, state.atol, solver_state, controller_state,
             state.num_steps + steps, state.num_accepted + jnp.where(active, accepted, 0),
+            state.rounds + active,
         )
         finite = jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1)
@@ -201,6 +210,8 @@ def pooled_solve(
         )
         ran_out = state.num_steps >= max_steps
         done = active & ((result != _MAX_STEPS) | ran_out | ~finite)
+        # A member whose steps overflowed or stalled (`diverged`) keeps its rounds
+        # until `max_steps`, as a solve alone would.
         # Write saves of every active slot, finals of finished ones; empty slots'
         # index is out of range and dropped.
         seed = jnp.where(active, state.seed, num_seeds)
@@ -213,11 +224,13 @@ def pooled_solve(
             put(results.written, written | results.written[jnp.minimum(seed, num_seeds - 1)]),
             jax.tree_util.tree_map(put_done, results.y_final, y),
             put_done(results.t_final, t),
-            jax.tree_util.tree_map(put_done, results.result, result._value),
+            jax.tree_util.tree_map(put_done, results.result, result),
             put_done(results.stopped, stopped),
             put_done(results.at_rest, at_rest),
+            put_done(results.diverged, diverged),
             put_done(results.num_steps, state.num_steps),
             put_done(results.num_accepted, state.num_accepted),
+            put_done(results.rounds, state.rounds),
         )
         order = jnp.cumsum(done) - 1
         new_seeds = jnp.where(done, jnp.minimum(next_seed + order, num_seeds), state.seed)
@@ -237,6 +250,7 @@ def pooled_solve(
         *jax.vmap(start)(first, jnp.ones(slots, bool)),
         jnp.zeros(slots, int),
         jnp.zeros(slots, int),
+        jnp.zeros(slots, int),
     )
     k = ts.shape[0]
     blank = lambda x: jnp.full((num_seeds, k) + x.shape[1:], jnp.nan, x.dtype)
@@ -245,9 +259,13 @@ def pooled_solve(
         jnp.zeros((num_seeds, k), bool),
         jax.tree_util.tree_map(lambda x: jnp.full_like(x, jnp.nan), init),
         jnp.full(num_seeds, jnp.nan),
-        jnp.full(num_seeds, diffrax.RESULTS.successful._value),
+        jax.tree_util.tree_map(
+            lambda v: jnp.full(num_seeds, v), diffrax.RESULTS.successful
+        ),
         jnp.zeros(num_seeds, bool),
         jnp.zeros(num_seeds, bool),
+        jnp.zeros(num_seeds, bool),
+        jnp.zeros(num_seeds, int),
         jnp.zeros(num_seeds, int),
         jnp.zeros(num_seeds, int),
     )
@@ -272,20 +290,21 @@ def pooled_solve(
             keep = jnp.argsort(state.seed >= num_seeds, stable=True)[:narrower]
             carry = (_take(state, keep),) + carry[1:]
     _, results, _, stats = carry
-    result = eqx.tree_at(lambda r: r._value, diffrax.RESULTS.successful, results.result)
 
-    def one(y0, saved, written, y_final, t_final, result, stopped, at_rest, steps,
-            accepted):
+    def one(y0, saved, written, y_final, t_final, result, stopped, at_rest, diverged,
+            steps, accepted, rounds):
         return assemble(
             system, solver, ts=ts, t0=t0, y0=y0, saved_ys=saved, written=written,
             t_final=t_final, y_final=y_final, result=result, stopped=stopped,
             at_rest=at_rest, num_steps=steps, num_accepted_steps=accepted,
+            diverged=diverged, stop_modes=(loss_threshold is not None, steady_state),
+            num_starts=rounds,
         )
 
     solution = jax.vmap(one)(
         init, results.saved, results.written, results.y_final, results.t_final,
-        result, results.stopped, results.at_rest, results.num_steps,
-        results.num_accepted,
+        results.result, results.stopped, results.at_rest, results.diverged,
+        results.num_steps, results.num_accepted, results.rounds,
     )
     return solution, stats
 
@@ -311,8 +330,8 @@ def pool_problem(method: str, loss, init, args, kwargs):
     a = bound.arguments
     if a["dense"] or a["progress_meter"] is not None:
         raise ValueError("a refilled solve supports neither `dense` nor `progress_meter`")
-    for i, x in enumerate(jax.tree_util.tree_leaves(init)):
-        _checks.finite(f"init[{i}]", x)
+    # `init` itself (real, finite per member, a finite initial loss) is checked on the
+    # host by `solve_pool` before tracing; here every value may be traced.
     if method == "factor":
         ws = _checks.factors(first, "init")
         _checks.fits_loss(loss, (ws[-1].shape[0], ws[0].shape[1]), "init")
@@ -326,7 +345,7 @@ def pool_problem(method: str, loss, init, args, kwargs):
         first, t0=a["t0"], t1=a["t1"], ts=a["ts"], solver=a["solver"], rtol=a["rtol"],
         atol=1e-10 if a["atol"] is None else a["atol"], max_steps=a["max_steps"], dt0=a["dt0"],
         stepsize_controller=a["stepsize_controller"],
-        loss_threshold=a["loss_threshold"], steady_state=a["steady_state"],
+        loss_threshold=a["loss_threshold"], steady_state=a["steady_state"], loss=loss,
     )
     # Host values (checked without dispatch by `prepare`) become JAX arrays here.
     options = {

@@ -11,9 +11,29 @@ from typing import Any
 from matplotlib.figure import Figure
 
 
+class Untrusted(float):
+    """A number a study computed but cannot vouch for (e.g. a value from after the
+    precision floor). It compares and computes like a float, and every output shows it
+    flagged: the Markdown table and the CSV as `7.964e-22 (past floor)`, results.json as
+    `{"value": 7.964e-22, "untrusted": "past floor"}`."""
+
+    note: str
+
+    def __new__(cls, value: float, note: str = "untrusted"):
+        self = super().__new__(cls, value)
+        self.note = note
+        return self
+
+    def __repr__(self) -> str:
+        return f"Untrusted({float(self)!r}, {self.note!r})"
+
+
 @dataclasses.dataclass
 class Report:
-    """What a study produced. `tables` map a name to rows (dicts of plain values)."""
+    """What a study produced. `tables` map a name to rows (dicts of plain values, or
+    [`Untrusted`][lnn_flow.studies.Untrusted] numbers); `facts` are named values the run
+    computed that are not rows (e.g. the ground truth's nuclear norm), so that every
+    number the description states is in results.json."""
 
     name: str
     title: str
@@ -21,6 +41,7 @@ class Report:
     tables: dict[str, list[dict[str, Any]]]
     figures: dict[str, Figure]  # built without pyplot: no GUI backend needed
     parameters: dict[str, Any]
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def table(self, name: str) -> str:
         """The table `name` as Markdown (for notebooks: `IPython.display.Markdown`)."""
@@ -33,15 +54,26 @@ class Report:
         out.mkdir(parents=True, exist_ok=True)
         lines = [f"# {self.title}", "", self.description, "", "## Parameters", ""]
         lines += [f"- `{k}`: {v}" for k, v in self.parameters.items()]
+        if self.facts:
+            lines += ["", "## Computed", ""]
+            lines += [f"- `{k}`: {_cell(v)}" for k, v in self.facts.items()]
         for name, fig in self.figures.items():
             fig.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
             lines += ["", f"![{name}]({name}.png)"]
         for name, rows in self.tables.items():
             _write_csv(out / f"{name}.csv", rows)
             lines += ["", f"## {name}", "", _markdown_table(rows), "", f"([{name}.csv]({name}.csv))"]
+            notes = sorted(
+                {v.note for r in rows for v in r.values() if isinstance(v, Untrusted)}
+            )
+            if notes:
+                marks = ", ".join(f"`({n})`" for n in notes)
+                lines += ["", f"Values marked {marks} were computed but are not trusted: "
+                          "see the description above."]
         (out / "results.json").write_text(
             json.dumps(
-                {"study": self.name, "parameters": self.parameters, "tables": self.tables},
+                _json_ready({"study": self.name, "parameters": self.parameters,
+                             "facts": self.facts, "tables": self.tables}),
                 indent=2,
                 default=_plain,
             )
@@ -49,6 +81,17 @@ class Report:
         summary = out / "summary.md"
         summary.write_text("\n".join(lines) + "\n")
         return summary
+
+
+def _json_ready(value):
+    """Untrusted numbers as `{"value": v, "untrusted": note}`, everything else as is."""
+    if isinstance(value, Untrusted):
+        return {"value": float(value), "untrusted": value.note}
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
 
 
 def _plain(value):
@@ -61,13 +104,16 @@ def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
     if not rows:
         path.write_text("")
         return
+    flagged = lambda v: f"{float(v)!r} ({v.note})" if isinstance(v, Untrusted) else v
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: flagged(v) for k, v in row.items()} for row in rows)
 
 
 def _cell(value) -> str:
+    if isinstance(value, Untrusted):
+        return f"{float(value):.4g} ({value.note})"
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)

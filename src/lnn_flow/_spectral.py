@@ -47,12 +47,14 @@ def reduced_svd(
 
     - `"svd"`: LAPACK's SVD; singular values accurate to `~eps * s_max`.
     - `"gram"`: one symmetric eigendecomposition of the smaller Gram matrix (`W^T W` for
-      `d_n >= d_0`), `s_i = |W v_i|` and `u_i = W v_i / s_i`: about 1.6x cheaper on CPU
-      (`benchmarks/flows.py`). The Gram matrix squares the condition number, so
-      directions with `s_i^2 <= max(shape) * eps * s_max^2` are unresolved and set to
-      zero: accurate while `s_min / s_max >> 1e-7`, wrong below (their fractional powers
-      vanish, so tiny singular values stop growing: greedy learning from a small init
-      comes out ~1e-3 off).
+      `d_n >= d_0`), `s_i = |W v_i|` and `u_i = W v_i / s_i`: cheaper on CPU
+      (`benchmarks/flows.py` prints both costs). The Gram matrix squares the condition
+      number, so directions with `s_i^2 <= max(shape) * eps * s_max^2` are unresolved
+      and set to zero: accurate while `s_min / s_max >> sqrt(max(shape) * eps)`
+      (6.7e-8 at d = 20), wrong below (their fractional powers vanish, so tiny singular
+      values stop growing). `python benchmarks/flows.py --dims 20 --scale 1e-7 --t1 600`
+      shows it: there the Gram flow at rtol 1e-10 runs out of steps where the SVD's
+      does not.
     """
     if decomposition_name(decomposition) == "svd":
         U, s, Vt = jnp.linalg.svd(W, full_matrices=False)

@@ -1,13 +1,17 @@
-"""Result files that a kill at any moment cannot leave half-written yet marked complete.
+"""Result files that a kill at any moment cannot leave half-written yet marked complete,
+and that cannot be relabelled by hand without being refused.
 
 A group of runs is two files: `NAME.npz` (the arrays, NumPy's open zip-of-`.npy`
 format, no pickles) and `NAME.json` (labels: config values, seeds, save times, wall time,
-the full study, package and JAX versions, and the SHA-256 of the `.npz`). Each is
-written to a temporary file, flushed to disk, and moved into place with `os.replace`,
-which is atomic: a reader sees the old file or the new one, never a mix. The `.json` is
-written last and is the completion marker: an `.npz` without its `.json` is an
-interrupted write and is ignored (recomputed); a `.json` whose `.npz` is missing or does
-not match the checksum is corrupt and raises `CorruptResultError`.
+the full study, package and JAX versions, the SHA-256 of the `.npz`, and the SHA-256 of
+the labels themselves). Each is written to a temporary file, flushed to disk, and moved
+into place with `os.replace`, which is atomic: a reader sees the old file or the new
+one, never a mix. The `.json` is written last and is the completion marker: an `.npz`
+without its `.json` is an interrupted write (or a deleted label file) and is never
+loaded (`orphans` lists them; a sweep warns and recomputes them); a `.json` whose `.npz`
+is missing or does not match the checksum, or whose labels were edited after writing
+(say a hand-changed `init_scale`, which would relabel computed results), is corrupt and
+raises `CorruptResultError`.
 """
 
 import dataclasses
@@ -21,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = "lnn_flow.sweep-group/1"
+FORMAT = "lnn_flow.sweep-group/2"
+# Version 1 had no checksum of the labels; its files are still read (the sweep checks
+# their configuration against its plan), version 2 files must match `labels_sha256`.
+_FORMATS = ("lnn_flow.sweep-group/1", FORMAT)
 _TEMP_MARK = ".tmp-"
 
 
@@ -115,15 +122,33 @@ def write_group(directory: Path, name: str, arrays: dict[str, Any], meta: dict) 
         "sha256": sha256(npz),
         "complete": True,
     }
+    meta = json.loads(json.dumps(meta, allow_nan=True))  # as a reader will see it
+    meta["labels_sha256"] = labels_sha256(meta)
     write_json(Path(directory) / f"{name}.json", meta)
     return Group(arrays, meta)
+
+
+def labels_sha256(meta: dict[str, Any]) -> str:
+    """SHA-256 of a group's labels (every field but this checksum), key order free."""
+    labels = {k: v for k, v in meta.items() if k != "labels_sha256"}
+    text = json.dumps(labels, sort_keys=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def orphans(directory: Path, pattern: str = "group-*") -> list[Path]:
+    """Array files `NAME.npz` without their label file `NAME.json`: interrupted writes
+    or deleted labels. Never loaded: what they hold is not known to be complete."""
+    return sorted(
+        npz for npz in Path(directory).glob(f"{pattern}.npz")
+        if not npz.with_suffix(".json").exists()
+    )
 
 
 def read_group(json_path: Path) -> Group:
     """Load a group after checking that it is complete and its arrays are intact."""
     json_path = Path(json_path)
     meta = read_json(json_path, "result label file")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in _FORMATS:
         raise CorruptResultError(
             f"{json_path} is not an lnn_flow sweep group file (expected format "
             f"{FORMAT!r}); delete it to recompute"
@@ -131,6 +156,12 @@ def read_group(json_path: Path) -> Group:
     if meta.get("complete") is not True or "sha256" not in meta:
         raise CorruptResultError(
             f"{json_path} is not marked complete; delete it to recompute"
+        )
+    if meta["format"] == FORMAT and meta.get("labels_sha256") != labels_sha256(meta):
+        raise CorruptResultError(
+            f"{json_path} was edited after it was written: its labels (configuration, "
+            "seeds, times) no longer match their SHA-256, so they may not describe the "
+            f"arrays; delete {json_path.name} and {json_path.stem}.npz to recompute"
         )
     npz = json_path.with_suffix(".npz")
     if meta.get("npz") != npz.name or not isinstance(meta.get("arrays"), dict):

@@ -17,13 +17,17 @@ A study is a plain TOML or JSON file (read as data, never executed):
     init_scale = [1e-3, 1e-2]
     num_measurements = [80, 160]
 
-Parameters not given take the defaults in `PARAMETERS`. One configuration solved from all
+Parameters not given take the defaults in `PARAMETERS` (`atol` unset: each flow's own
+default, the end-to-end flow's scaled to its initial matrix). One configuration solved from all
 seeds is a *group*: one `solve_batch` call (seeds vmapped, sharded over the devices)
 and one result file pair (see `lnn_flow._store`). Groups are ordered so that those with
 the same shapes and static options run one after another; times, tolerances, scales and
 step sizes are traced, so each distinct shape compiles once. Each group is written as
 soon as it finishes; running the same study into the same directory again skips the
-groups already written, so a killed study resumes and loses nothing.
+groups already written (and says how many), so a killed study resumes and loses nothing.
+A group is loaded only if its arrays match their checksum, its labels match theirs, and
+its labelled configuration is the one its file name was computed from: a hand-edited
+label (say `init_scale`) is refused, never read as a relabelling of computed results.
 
 Seed `s` draws its initialization from `fold_in(PRNGKey(s), 1)`; the problem instance
 (shared by all seeds) from `fold_in(PRNGKey(problem_seed), 0)`.
@@ -38,6 +42,7 @@ import math
 import platform
 import re
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,7 +96,11 @@ PARAMETERS: dict[str, Parameter] = {
     "num_saves": Parameter(int, 21, "at_least_2", help="saves at linspace(0, t1)"),
     "solver": Parameter(str, "Tsit5", help="a diffrax solver class name"),
     "rtol": Parameter(float, 1e-8, "non_negative", static=False),
-    "atol": Parameter(float, 1e-10, "non_negative", static=False),
+    "atol": Parameter(
+        float, None, "non_negative", static=False,
+        help="default: the flow's own (factor 1e-10; end_to_end its scaled "
+        "min(1e-10, 1e-2 rtol max|W0|), not a fixed 1e-10 that small inits outrun)",
+    ),
     "max_steps": Parameter(int, 16_384, "positive"),
     "loss_threshold": Parameter(float, None, "non_negative", static=False),
     "lr": Parameter(float, 1e-2, "positive", static=False, help="descent step size"),
@@ -140,6 +149,8 @@ def load_study(path: str | Path) -> Study:
     path = Path(path)
     if path.suffix not in (".toml", ".json"):
         raise ValueError(f"study file {path} must end in .toml or .json")
+    if not path.is_file():
+        raise FileNotFoundError(f"study file {path} not found")
     parse = tomllib.loads if path.suffix == ".toml" else json.loads
     try:
         raw = parse(path.read_text())
@@ -376,7 +387,8 @@ def solve_group(
     devices=None,
     progress_meter: diffrax.AbstractProgressMeter | None = None,
 ) -> dict[str, np.ndarray]:
-    """Solve one configuration from every seed; the arrays written for the group."""
+    """Solve one configuration from every seed; the arrays written for the group, and
+    `message` (the solver's message per seed), which `run_sweep` stores in the labels."""
     loss, truth = _problem(study, config)
     ws0 = _initial_factors(config, seeds)
     ts = np.linspace(0.0, config["t1"], config["num_saves"])
@@ -389,12 +401,13 @@ def solve_group(
         options = dict(
             solver=getattr(diffrax, config["solver"])(),
             rtol=config["rtol"],
-            atol=config["atol"],
             max_steps=config["max_steps"],
             loss_threshold=config["loss_threshold"],
             progress_meter=progress_meter,
             devices=devices,
         )
+        if config["atol"] is not None:  # else the flow's own default
+            options["atol"] = config["atol"]
         if study.method == "factor":
             sol = solve_batch("factor", loss, ws0, config["t1"], ts, **options)
         else:
@@ -422,7 +435,7 @@ def solve_group(
         "success": sol.success,
         "stopped": sol.stopped,
         "finite": sol.finite,
-        "result": np.asarray(sol.result._value),
+        "message": np.asarray(sol.message, dtype=str),
         "num_steps": sol.stats.num_steps,
     }
     if sol.factors_final is not None:
@@ -445,8 +458,10 @@ def run_sweep(
     """Run every group of `study` not yet in `directory`, writing each as it finishes.
 
     Restarting with the same study and directory resumes: groups already written are
-    checked (checksums) and kept; a corrupt one raises `CorruptResultError` instead of
-    being loaded. Returns all groups in planned order and writes `summary.json`.
+    checked (checksums of arrays and labels, configuration against the plan) and kept,
+    and a line says how many; a corrupt or relabelled one raises `CorruptResultError`
+    instead of being loaded, and arrays without labels (an interrupted write) are
+    recomputed. Returns all groups in planned order and writes `summary.json`.
     Under `jax.distributed` every process runs the same solves (each on its share of
     the seeds); process 0 decides what is left, writes, and returns the groups; the
     other processes return `[]`. `progress` shows a tqdm bar over groups;
@@ -462,11 +477,21 @@ def run_sweep(
         _store.remove_temporaries(directory)
     _claim(directory, study, writer)
     plan = planned_groups(study)
+    interrupted = _check_directory(directory, plan) if writer else []
     done = {
-        name: _load_if_complete(directory, name) if writer else None
-        for name, _ in plan
+        name: _load_if_complete(directory, name, config) if writer else None
+        for name, config in plan
     }
     todo = np.array([done[name] is None for name, _ in plan])
+    finished = sum(g is not None for g in done.values())
+    if writer and (finished or interrupted):
+        print(
+            f"{study.name}: resuming in {directory}: {finished} of {len(plan)} groups "
+            "already done"
+            + (f"; {len(interrupted)} interrupted (arrays without labels) will be "
+               "recomputed" if interrupted else ""),
+            flush=True,
+        )
     if jax.process_count() > 1:  # every process must make the same solves, in order
         from jax.experimental import multihost_utils
 
@@ -481,12 +506,14 @@ def run_sweep(
             start = time.time()
             meter = diffrax.TqdmProgressMeter() if solve_progress else None
             arrays = solve_group(study, config, study.seeds, devices, meter)
+            messages = arrays.pop("message").tolist()  # strings: labels, not arrays
             meta = {
                 "study_name": study.name,
                 "config_id": name.rsplit("-", 1)[-1],
                 "config": config,
                 "seeds": list(study.seeds),
                 "ts": arrays["ts"].tolist(),
+                "messages": messages,  # the solver's message per seed ("" = success)
                 "started": start,
                 "wall_time_s": time.time() - start,
                 "backend": jax.default_backend(),
@@ -521,24 +548,82 @@ def _claim(directory: Path, study: Study, writer: bool) -> None:
         _store.write_json(path, record)
 
 
-def _load_if_complete(directory: Path, name: str) -> Group | None:
+def _load_if_complete(
+    directory: Path, name: str, config: dict[str, Any]
+) -> Group | None:
+    """The group `name` if written, after checking its labels are the planned `config`
+    (its file name is the hash of that config: labels that differ would relabel the
+    arrays)."""
     marker = directory / f"{name}.json"
     if not marker.exists():
         return None  # not run, or killed before its label file was moved into place
-    return _store.read_group(marker)
+    group = _store.read_group(marker)
+    stored_id = group.meta.get("config_id")
+    if group.meta.get("config") != config or stored_id != name.rsplit("-", 1)[-1]:
+        changed = sorted(
+            k for k in set(config) | set(group.meta.get("config") or {})
+            if (group.meta.get("config") or {}).get(k, "(missing)") != config.get(k)
+        )
+        raise CorruptResultError(
+            f"{marker} is labelled with a configuration other than the one its name "
+            f"(config_id {name.rsplit('-', 1)[-1]}) was computed for (differs in "
+            f"{changed or ['config_id']}); delete {marker.name} and {name}.npz to "
+            "recompute"
+        )
+    return group
+
+
+def _check_directory(directory: Path, plan) -> list[Path]:
+    """Refuse group files the plan does not name; return the interrupted ones (arrays
+    without labels), which are never loaded."""
+    planned = {name for name, _ in plan}
+    foreign = sorted(
+        p.name for p in directory.glob("group-*")
+        if p.suffix in (".json", ".npz") and p.stem not in planned
+    )
+    if foreign:
+        raise CorruptResultError(
+            f"{directory} holds group files that are not part of this study's plan "
+            f"({', '.join(foreign[:4])}{', ...' if len(foreign) > 4 else ''}): renamed, "
+            "copied from another study, or written by another lnn_flow version with "
+            "other defaults; move them away or delete them"
+        )
+    return _store.orphans(directory)
 
 
 def load_sweep(directory: str | Path) -> list[Group]:
     """Every complete group in `directory` (checksums verified), in planned order.
 
-    Raises `CorruptResultError` naming the file if any group is corrupt or partial.
+    Raises `CorruptResultError` naming the file if any group is corrupt or partial, or
+    labelled with a configuration other than the one it was computed for. Warns about
+    groups whose arrays are there without their label file (an interrupted write or a
+    deleted `.json`): they are not loaded, and `run_sweep` recomputes them.
     """
     directory = Path(directory)
+    if not (directory / "study.json").exists():
+        raise FileNotFoundError(
+            f"{directory} is not a sweep directory: it has no study.json"
+        )
     record = _store.read_json(directory / "study.json", "study record")
+    if not isinstance(record, dict) or not isinstance(record.get("study"), dict):
+        raise CorruptResultError(
+            f"{directory / 'study.json'} does not record a study; delete the directory "
+            "to recompute"
+        )
     study = parse_study(record["study"])
+    plan = planned_groups(study)
+    interrupted = _check_directory(directory, plan)
+    if interrupted:
+        warnings.warn(
+            f"{directory}: {len(interrupted)} group(s) have arrays but no label file "
+            f"(interrupted write, or a deleted .json): "
+            f"{', '.join(p.name for p in interrupted)}; not loaded (rerun the sweep to "
+            "recompute them)",
+            stacklevel=2,
+        )
     return [
-        g for name, _ in planned_groups(study)
-        if (g := _load_if_complete(directory, name)) is not None
+        g for name, config in plan
+        if (g := _load_if_complete(directory, name, config)) is not None
     ]
 
 

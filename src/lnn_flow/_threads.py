@@ -1,10 +1,10 @@
 """One thread for the LAPACK behind JAX's CPU `svd`/`eigh`.
 
 On CPU, jaxlib calls LAPACK from SciPy's bundled OpenBLAS. For the matrices of this
-package (d <= a few hundred) its threads buy nothing on an idle machine and cost 50-280x
-when another process keeps a core busy (spinning threads wait on each other): measured
-on 2 cores with one busy, a 50 x 50 SVD took 48 ms with 2 threads and 0.3 ms with one,
-100 x 100 276 ms against 1.0 ms; idle, one thread is as fast (1.0 vs 1.2 ms at d = 100).
+package (d <= a few hundred) its threads buy little on an idle machine and, when another
+process keeps a core busy, can make an SVD many times slower (spinning threads wait on
+each other). `python benchmarks/lapack_threads.py` times one thread against several,
+idle and next to a busy process, on the machine at hand.
 XLA's own kernels (matmuls, the solver loop) do not use OpenBLAS and are not affected.
 """
 

@@ -42,6 +42,8 @@ def from_end_to_end(
     (unbalancedness zero) and `W_n ... W_1 = W`. `W` must have rank at most `k`.
     """
     dims = _checks.dims(dims)
+    if key is not None:
+        key = _checks.prng_key("key", key)
     W = _checks.finite("W", _checks.as_float_array("W", W, ndim=2))
     if W.shape != (dims[-1], dims[0]):
         raise ValueError(
@@ -54,7 +56,7 @@ def from_end_to_end(
     k = min(dims)
     U, s, V = reduced_svd(W)
     if k < s.shape[0]:
-        _checks._require(
+        s = _checks._require(
             "W",
             s,
             lambda v: v[k] > 0,
@@ -85,8 +87,12 @@ def balanced(
     narrower than `d_0` and `d_n`). With `random_hidden`, the orthonormal bases of the
     hidden layers in [`lnn_flow.init.from_end_to_end`][] are random too.
     """
+    key = _checks.prng_key("key", key)
     dims = _checks.dims(dims)
-    scale = _checks.non_negative("scale", jnp.asarray(scale, dtype))
+    dtype = _checks.float_dtype("dtype", dtype)
+    _checks.real_scalar("scale", scale)
+    scale = _checks.non_negative("scale", _checks.as_float_array("scale", scale, ndim=0))
+    scale = scale.astype(dtype)
     k_end, k_left, k_hidden = jax.random.split(key, 3)
     d0, dn, k = dims[0], dims[-1], min(dims)
     if k == min(d0, dn):
@@ -108,8 +114,12 @@ def gaussian(
 ) -> Factors:
     """Factors with independent `N(0, std^2)` entries (`std` one value, or one per
     layer). Unbalanced in general: a test bed for Lemma 1."""
+    key = _checks.prng_key("key", key)
     dims = _checks.dims(dims)
+    dtype = _checks.float_dtype("dtype", dtype)
     depth = len(dims) - 1
+    if np.iscomplexobj(std) or np.asarray(std).dtype.kind not in "iuf":
+        raise TypeError(f"`std` must be real: one value or one per layer; got {std!r}")
     stds = np.asarray(std, dtype=float)
     if stds.ndim == 0:
         stds = np.full(depth, float(stds))

@@ -2,7 +2,9 @@
 
 Each loss is an `equinox.Module`: a pytree of its data, callable as `loss(W) -> scalar`,
 so it passes through `jit`/`vmap`/`grad` and a change of data values never recompiles.
-`loss.shape` is the `(d_n, d_0)` it expects. Anywhere a loss is accepted, a plain
+`loss.shape` is the `(d_n, d_0)` it expects; calling it on a matrix of another shape
+raises (a static check: free at run time). Data must be real, finite and non-empty
+(at least one example, measurement or entry). Anywhere a loss is accepted, a plain
 callable `W -> scalar` works too.
 """
 
@@ -16,7 +18,36 @@ from . import _checks
 
 
 def _data(name: str, x, ndim: int) -> Float[Array, "..."]:
-    return _checks.finite(name, _checks.as_float_array(name, x, ndim=ndim))
+    x = _checks.non_empty(name, _checks.as_float_array(name, x, ndim=ndim))
+    return _checks.finite(name, x)
+
+
+def _indices(name: str, x, size: int | None, what: str = "hold indices") -> Int[Array, " m"]:
+    """A 1-D integer array with entries in `[0, size)` (checked at run time if traced;
+    `size=None`: the range is checked later)."""
+    try:
+        idx = jnp.asarray(x)
+    except TypeError as err:
+        raise TypeError(f"`{name}` must be a 1-D integer array; got {type(x).__name__}") from err
+    if not jnp.issubdtype(idx.dtype, jnp.integer):
+        raise TypeError(f"`{name}` must be a 1-D integer array; got dtype {idx.dtype.name}")
+    if idx.ndim != 1:
+        raise ValueError(f"`{name}` must be a 1-D integer array; got shape {tuple(idx.shape)}")
+    if size is None:
+        return idx
+    return _checks._require(
+        name, idx, lambda v: ((v < 0) | (v >= size)).any(), f"must {what} in [0, {size})"
+    )
+
+
+def _fits(loss, W) -> None:
+    """`W` must have the `(d_n, d_0)` shape the loss was built for (static shapes):
+    indexing would clamp and broadcasting would pair the wrong entries silently."""
+    if tuple(jnp.shape(W)) != tuple(loss.shape):
+        raise ValueError(
+            f"`W` must have shape {tuple(loss.shape)} (d_n, d_0) for this "
+            f"{type(loss).__name__}; got {tuple(jnp.shape(W))}"
+        )
 
 
 def _same(name: str, got: int, other: str, expected: int, what: str) -> None:
@@ -41,6 +72,7 @@ class WhitenedSquare(eqx.Module):
         return tuple(self.target.shape)
 
     def __call__(self, W: Float[Array, "dn d0"]) -> Float[Array, ""]:
+        _fits(self, W)
         return 0.5 * jnp.sum((W - self.target) ** 2)
 
 
@@ -61,6 +93,7 @@ class SquareRegression(eqx.Module):
         return (self.Y.shape[0], self.X.shape[0])
 
     def __call__(self, W: Float[Array, "dn d0"]) -> Float[Array, ""]:
+        _fits(self, W)
         return 0.5 * jnp.mean(jnp.sum((W @ self.X - self.Y) ** 2, axis=0))
 
 
@@ -75,7 +108,8 @@ class LpRegression(eqx.Module):
     def __init__(
         self, X: Float[ArrayLike, "d0 m"], Y: Float[ArrayLike, "dn m"], p: int = 4
     ):
-        if isinstance(p, bool) or int(p) != p or p < 2 or p % 2:
+        p = _checks.depth(p, "p")  # a Python integer (TypeError otherwise)
+        if p < 2 or p % 2:
             raise ValueError(f"`p` must be an even integer >= 2; got {p!r}")
         self.X = _data("X", X, 2)
         self.Y = _data("Y", Y, 2)
@@ -87,6 +121,7 @@ class LpRegression(eqx.Module):
         return (self.Y.shape[0], self.X.shape[0])
 
     def __call__(self, W: Float[Array, "dn d0"]) -> Float[Array, ""]:
+        _fits(self, W)
         return jnp.mean(jnp.sum((W @ self.X - self.Y) ** self.p, axis=0))
 
 
@@ -107,6 +142,7 @@ class MatrixSensing(eqx.Module):
 
     def measure(self, W: Float[Array, "dn d0"]) -> Float[Array, " m"]:
         """The measurements `<W, A_i>`."""
+        _fits(self, W)
         return jnp.tensordot(self.A, W, axes=2)
 
     def __call__(self, W: Float[Array, "dn d0"]) -> Float[Array, ""]:
@@ -115,7 +151,12 @@ class MatrixSensing(eqx.Module):
 
 class MatrixCompletion(eqx.Module):
     """Matrix completion: eq. (9) with one-hot measurement matrices `A_i = e_r e_c^T`,
-    `l(W) = 1/(2m) sum_i (W[rows_i, cols_i] - values_i)^2`, without forming `A`."""
+    `l(W) = 1/(2m) sum_i (W[rows_i, cols_i] - values_i)^2`, without forming `A`.
+
+    An entry listed twice with different `values` is refused (no matrix fits both, so
+    the planted truth would not be a minimizer); one listed twice with the same value
+    is kept and counts twice in the mean (a weight: the minimizers do not change).
+    """
 
     rows: Int[Array, " m"]
     cols: Int[Array, " m"]
@@ -133,24 +174,48 @@ class MatrixCompletion(eqx.Module):
         if len(shape) != 2:
             raise ValueError(f"`shape` must be (d_n, d_0); got {shape}")
         self.matrix_shape = shape
-        self.values = _data("values", values, 1)
-        for name, idx, size in (("rows", rows, shape[0]), ("cols", cols, shape[1])):
-            idx = jnp.asarray(idx)
-            if idx.ndim != 1 or not jnp.issubdtype(idx.dtype, jnp.integer):
-                raise ValueError(f"`{name}` must be a 1-D integer array")
-            _same(name, idx.shape[0], "values", self.values.shape[0], "length m")
-            _checks._require(
-                name, idx, lambda v: jnp.any((v < 0) | (v >= size)),
-                f"must hold indices in [0, {size})",
-            )
-            setattr(self, name, idx)
+        values = _data("values", values, 1)
+        self.rows = _indices("rows", rows, shape[0])
+        self.cols = _indices("cols", cols, shape[1])
+        _same("rows", self.rows.shape[0], "values", values.shape[0], "length m")
+        _same("cols", self.cols.shape[0], "values", values.shape[0], "length m")
+        self.values = _one_value_per_entry(self.rows, self.cols, values, shape[1])
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.matrix_shape
 
     def __call__(self, W: Float[Array, "dn d0"]) -> Float[Array, ""]:
+        _fits(self, W)
         return 0.5 * jnp.mean((W[self.rows, self.cols] - self.values) ** 2)
+
+
+def _one_value_per_entry(rows, cols, values, d0: int) -> Float[Array, " m"]:
+    """`values`, refused where one entry `(r, c)` is observed with two values."""
+
+    def conflicts(v):  # v = [flat index; value]; after sorting by index, a repeated
+        # index with two values has a neighbouring pair that differs (in any order)
+        s = v[:, v[0].argsort()]
+        return (s[0, 1:] == s[0, :-1]) & (s[1, 1:] != s[1, :-1])
+
+    if all(_checks.is_concrete(x) for x in (rows, cols, values)):
+        v = np.stack([np.asarray(rows) * d0 + np.asarray(cols), np.asarray(values)])
+        v = v.astype(np.float64)
+        bad = conflicts(v)
+        if bad.any():
+            s = v[:, v[0].argsort()]
+            i = int(np.argmax(bad))
+            r, c = divmod(int(s[0, i]), d0)
+            raise ValueError(
+                f"`values` give entry (row {r}, col {c}) two different values "
+                f"({s[1, i]:.6g} and {s[1, i + 1]:.6g}); a matrix has one value per entry"
+            )
+        return values
+    v = jnp.stack([rows * d0 + cols, values.astype(jnp.float64)]).astype(jnp.float64)
+    return eqx.error_if(
+        values, conflicts(v).any(),
+        "`values` give one entry (row, col) two different values",
+    )
 
 
 class Logistic(eqx.Module):
@@ -168,25 +233,28 @@ class Logistic(eqx.Module):
         num_classes: int | None = None,
     ):
         self.X = _data("X", X, 2)
-        labels = jnp.asarray(labels)
-        if labels.ndim != 1 or not jnp.issubdtype(labels.dtype, jnp.integer):
-            raise ValueError("`labels` must be a 1-D integer array")
+        labels = _indices("labels", labels, None)
         _same("labels", labels.shape[0], "X", self.X.shape[1], "number of examples m")
         if num_classes is None:
             if not _checks.is_concrete(labels):
                 raise ValueError("`num_classes` is required when `labels` are traced")
             num_classes = int(np.max(np.asarray(labels))) + 1
         self.num_classes = _checks.depth(num_classes, "num_classes")
-        self.labels = _checks._require(
-            "labels", labels, lambda v: jnp.any((v < 0) | (v >= self.num_classes)),
-            f"must lie in [0, {self.num_classes})",
-        )
+        self.labels = _indices("labels", labels, self.num_classes, "lie")
 
     @property
     def shape(self) -> tuple[int, int]:
         return (self.num_classes, self.X.shape[0])
 
     def __call__(self, W: Float[Array, "dn d0"]) -> Float[Array, ""]:
+        _fits(self, W)
         logits = W @ self.X
         picked = jnp.take_along_axis(logits, self.labels[None, :], axis=0)[0]
         return jnp.mean(jax.nn.logsumexp(logits, axis=0) - picked)
+
+
+# Every loss above is >= 0: a negative `loss_threshold` could never be reached.
+NON_NEGATIVE = (
+    WhitenedSquare, SquareRegression, LpRegression, MatrixSensing, MatrixCompletion,
+    Logistic,
+)

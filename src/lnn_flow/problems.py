@@ -18,7 +18,12 @@ def low_rank_matrix(
 ) -> Float[Array, "dn d0"]:
     """A random `shape` matrix `L R^T` of the given `rank` (Gaussian `L`, `R`), scaled to
     Frobenius norm `norm` (default `sqrt(rank)`: singular values of order one)."""
-    dn, d0 = _checks.dims(shape, "shape")
+    key = _checks.prng_key("key", key)
+    dims = _checks.dims(shape, "shape")
+    if len(dims) != 2:
+        raise ValueError(f"`shape` must be (d_n, d_0); got {dims}")
+    dn, d0 = dims
+    dtype = _checks.float_dtype("dtype", dtype)
     rank = _checks.depth(rank, "rank")
     if rank > min(dn, d0):
         raise ValueError(f"`rank` must be <= min(shape) = {min(dn, d0)}; got {rank}")
@@ -26,7 +31,12 @@ def low_rank_matrix(
     W = jax.random.normal(k_left, (dn, rank), dtype) @ jax.random.normal(
         k_right, (rank, d0), dtype
     )
-    norm = jnp.sqrt(rank) if norm is None else norm
+    if norm is None:
+        norm = jnp.sqrt(rank)
+    else:
+        _checks.real_scalar("norm", norm)
+        norm = _checks.non_negative("norm", _checks.as_float_array("norm", norm, ndim=0))
+        norm = norm.astype(dtype)
     return W * (norm / jnp.linalg.norm(W))
 
 
@@ -44,7 +54,7 @@ def random_matrix_sensing(
 
     Returns `(loss, W*)`; `loss(W*) = 0`.
     """
-    k_truth, k_sense = jax.random.split(key)
+    k_truth, k_sense = jax.random.split(_checks.prng_key("key", key))
     truth = low_rank_matrix(k_truth, shape, rank, dtype=dtype)
     m = _checks.depth(num_measurements, "num_measurements")
     A = jax.random.normal(k_sense, (m, *truth.shape), dtype)
@@ -61,7 +71,7 @@ def random_matrix_completion(
 ) -> tuple[MatrixCompletion, Float[Array, "dn d0"]]:
     """Matrix completion of a random rank-`rank` ground truth `W*` from `num_observed`
     entries drawn uniformly without replacement. Returns `(loss, W*)`."""
-    k_truth, k_entries = jax.random.split(key)
+    k_truth, k_entries = jax.random.split(_checks.prng_key("key", key))
     truth = low_rank_matrix(k_truth, shape, rank, dtype=dtype)
     dn, d0 = truth.shape
     m = _checks.depth(num_observed, "num_observed")

@@ -21,17 +21,18 @@ from jaxtyping import Array, ArrayLike, Float
 from matplotlib.figure import Figure
 from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
 
-from . import init, problems, theory
+from . import _checks, init, problems, theory
 from ._end_to_end import end_to_end_flow
 from ._factor import factor_flow
 from ._network import end_to_end
 from ._nuclear import min_nuclear_norm_completion
-from ._report import Report
+from ._report import Report, Untrusted
 from ._sweep import effective_rank as _effective_rank_of_singular_values
 
 __all__ = [
     "Report",
     "SMALL",
+    "Untrusted",
     "STUDIES",
     "completion_study",
     "effective_rank",
@@ -121,46 +122,86 @@ def completion_study(
             _row(f"depth {depth}", sol.end_to_end_final, truth, sol.loss_final,
                  elapsed(), sol.success & sol.stopped, observations=int(m), depth=depth)
         )
-    figure = _completion_figure(rows, truth_norm)
+    facts = {
+        "truth_nuclear_norm": truth_norm,
+        "truth_effective_rank": float(effective_rank(truth)),
+    }
     return Report(
         name="completion",
         title="Matrix completion: deep linear networks vs minimum nuclear norm",
         description=(
             "Supposition 1 (Figure 2 of the notes): solutions of the factor flow (eq. 2) "
-            "from near-zero balanced init, stopped once the training loss fell by `loss_reduction`, next to the "
-            "minimum-nuclear-norm solution of eq. (10) (ADMM). Relative error is "
-            "||W - W*||_F / ||W*||_F; effective rank is exp(entropy of sigma / sum "
-            f"sigma). Ground-truth nuclear norm: {truth_norm:.4g}. With many "
-            "observations the networks' error floor (~1e-3) is set by the stopping "
-            "loss: their last approach to the exact completion is stiff and slow for "
-            "an explicit solver (loss_reduction = 1e-10 gives 2e-4 to 6e-4 at 15x the "
-            "wall time, several solves hitting max_steps)."
+            "from near-zero balanced init, stopped once the training loss fell by "
+            "`loss_reduction`, next to the minimum-nuclear-norm solution of eq. (10) "
+            "(ADMM). Relative error is ||W - W*||_F / ||W*||_F; effective rank is "
+            "exp(entropy of sigma / sum sigma). "
+            + _completion_findings(rows, facts)
         ),
         tables={"completion": rows},
-        figures={"completion": figure},
+        figures={"completion": _completion_figure(rows, facts)},
         parameters=dict(size=size, rank=rank, counts=list(counts), depths=list(depths),
                         scale=scale, loss_reduction=loss_reduction, seed=seed),
+        facts=facts,
     )
 
 
-def _completion_figure(rows, truth_norm) -> Figure:
-    fig = Figure(figsize=(11, 3.8))
+def _completion_findings(rows, facts) -> str:
+    """What this run found, every number formatted from `rows` or `facts`."""
+    text = [
+        f"The ground truth has nuclear norm {facts['truth_nuclear_norm']:.4g} and "
+        f"effective rank {facts['truth_effective_rank']:.4g}."
+    ]
+    for m in dict.fromkeys(r["observations"] for r in rows):
+        mine = [r for r in rows if r["observations"] == m and r["success"]]
+        if not mine:
+            continue
+        best = min(mine, key=lambda r: r["relative_error"])
+        text.append(
+            f"With {m} observed entries the lowest error is {best['relative_error']:.3g} "
+            f"({best['solution']}, effective rank {best['effective_rank']:.3g})."
+        )
+    failed = [r for r in rows if not r["success"]]
+    if failed:
+        text.append(
+            "Not finished (ADMM not converged, or the flow stopped by `max_steps` "
+            "before the loss threshold), so not compared above: "
+            + ", ".join(f"{r['solution']} at {r['observations']}" for r in failed)
+            + "."
+        )
+    return " ".join(text)
+
+
+def _completion_figure(rows, facts) -> Figure:
+    fig = Figure(figsize=(11, 4.2))
     axes = fig.subplots(1, 3)
-    labels = list(dict.fromkeys(r["solution"] for r in rows))
-    for label in labels:
+    keys = ("relative_error", "nuclear_norm", "effective_rank")
+    for label in dict.fromkeys(r["solution"] for r in rows):
         mine = [r for r in rows if r["solution"] == label]
         x = [r["observations"] for r in mine]
         style = "k--" if label == "min nuclear norm" else "o-"
-        for ax, key in zip(axes, ("relative_error", "nuclear_norm", "effective_rank")):
+        for ax, key in zip(axes, keys):
             ax.plot(x, [r[key] for r in mine], style, label=label)
-    axes[1].axhline(truth_norm, color="gray", lw=0.8, ls=":", label="ground truth")
-    for ax, name in zip(axes, ("reconstruction error (relative)", "nuclear norm",
-                               "effective rank")):
+    failed = [r for r in rows if not r["success"]]
+    for ax, key in zip(axes, keys):
+        ax.plot([r["observations"] for r in failed], [r[key] for r in failed], "rx", ms=10,
+                label="not finished (see table)" if failed else None)
+    axes[1].axhline(facts["truth_nuclear_norm"], color="gray", lw=1, ls=":")
+    axes[2].axhline(facts["truth_effective_rank"], color="gray", lw=1, ls=":",
+                    label="ground truth")
+    for ax, name in zip(axes, ("reconstruction error ||W - W*|| / ||W*||",
+                               "nuclear norm", "effective rank")):
         ax.set_xlabel("observed entries")
-        ax.set_title(name)
+        ax.set_title(name, fontsize=10)
+        ax.set_xscale("log")
+        ticks = sorted({r["observations"] for r in rows})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
     axes[0].set_yscale("log")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[2].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8,
+               frameon=False)
+    fig.suptitle("one seed per configuration", fontsize=8, x=0.99, ha="right")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
@@ -172,7 +213,9 @@ def switch_on_times(
 ) -> Float[Array, " r"]:
     """For each `r`, the first time the r-th largest singular value of the end-to-end
     matrix crosses `thresholds[r]`, from the dense solution: bracketed on the grid `ts`,
-    then located by bisection on the interpolant (to `1e-10` relative). NaN if never."""
+    then located by bisection on the interpolant (to `1e-10` relative). NaN if never
+    crossed on the grid, or if the bisection failed (its result is checked, not
+    trusted)."""
     ts = jnp.asarray(ts)
     thresholds = jnp.asarray(thresholds)
     sigma = jax.vmap(lambda t: jnp.linalg.svd(solution.evaluate(t), compute_uv=False))(ts)
@@ -187,10 +230,11 @@ def switch_on_times(
             rank_index
         ] - threshold
         solver = optx.Bisection(rtol=1e-10, atol=1e-10 * (ts[-1] - ts[0]))
-        root = optx.root_find(
+        found = optx.root_find(
             gap, solver, 0.5 * (lower + upper), options={"lower": lower, "upper": upper},
             throw=False,
-        ).value
+        )
+        root = jnp.where(found.result == optx.RESULTS.successful, found.value, jnp.nan)
         return jnp.where(index == 0, ts[0], root)
 
     times = jax.vmap(locate)(first, jnp.arange(r), thresholds)
@@ -251,7 +295,8 @@ def greedy_study(
             f"along the flow at each depth, on matrix sensing with {m} Gaussian "
             f"measurements of a {size}x{size} rank-{rank} ground truth. A singular value "
             f"switches on when it first reaches {fraction} of the ground truth's; times "
-            "are located by bisection on the solver's dense output."
+            "are located by bisection on the solver's dense output. "
+            + _greedy_findings(rows)
         ),
         tables={"switch_on": rows},
         figures={"singular_values": _greedy_figure(curves, target, fraction)},
@@ -260,23 +305,56 @@ def greedy_study(
     )
 
 
+def _greedy_findings(rows) -> str:
+    """The order in which the singular values switched on at each depth, from `rows`."""
+    text = []
+    for depth in dict.fromkeys(r["depth"] for r in rows):
+        mine = [r for r in rows if r["depth"] == depth]
+        on = sorted((r for r in mine if np.isfinite(r["switch_on_time"])),
+                    key=lambda r: r["switch_on_time"])
+        never = [r for r in mine if not np.isfinite(r["switch_on_time"])]
+        said = [", ".join(f"sigma_{r['r']} at t = {r['switch_on_time']:.3g}" for r in on)]
+        if len(on) > 1:
+            ordered = [r["r"] for r in on] == sorted(r["r"] for r in on)
+            said[0] += " (largest first)" if ordered else " (not in order of size)"
+        if never:
+            said.append("not switched on by t1: "
+                        + ", ".join(f"sigma_{r['r']}" for r in never))
+        text.append(f"Depth {depth}: " + "; ".join(x for x in said if x) + ".")
+        if not all(r["success"] for r in mine):
+            text.append(f"Depth {depth}: the solve did not reach t1 (success False).")
+    return " ".join(text)
+
+
 def _greedy_figure(curves, target, fraction) -> Figure:
-    fig = Figure(figsize=(4 * len(curves), 3.6))
+    fig = Figure(figsize=(4 * len(curves) + 1.5, 3.8))
     axes = np.atleast_1d(fig.subplots(1, len(curves), sharey=True))
     for ax, (depth, (ts, sigma, times)) in zip(axes, curves.items()):
         shown = min(sigma.shape[1], target.shape[0] + 2)
-        ax.plot(ts, sigma[:, :shown])
+        for r in range(shown):
+            ax.plot(ts, sigma[:, r], color=f"C{r}", label=f"sigma_{r + 1}(W(t))")
+        for r, value in enumerate(np.asarray(target)):
+            ax.axhline(value, color=f"C{r}", ls="--", lw=0.8,
+                       label="sigma_r(W*), ground truth" if r == 0 else None)
+        switch_on = f"switch-on: sigma_r = {fraction} sigma_r(W*)"
         for r, t in enumerate(np.asarray(times)):
             if np.isfinite(t):
-                ax.axvline(t, color=f"C{r}", ls=":", lw=0.8)
+                ax.axvline(t, color=f"C{r}", ls=":", lw=0.8, label=switch_on)
+                switch_on = None  # one legend entry
         ax.set_title("linear (n = 1)" if depth == 1 else f"{depth}-layer network")
         ax.set_xlabel("t")
     axes[0].set_ylabel("singular values of W(t)")
+    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     return fig
 
 
 # --- Lemma 2 / Proposition 5 ---------------------------------------------------------
+
+# The reference solve's rtol, relative to the study's, and the relative agreement on
+# det W expected of the study's solve (theory.determinant_track).
+_REFERENCE_RTOL = 1e-2
+_DET_AGREEMENT = 1e-2
 
 
 def norms_study(
@@ -285,78 +363,174 @@ def norms_study(
     W0: Sequence[Sequence[float]] = ((0.3, 0.1), (-0.05, 0.2)),
     t1: float = 5000.0,
     num_saves: int = 400,
+    rtol: float = 1e-8,
     progress: bool = False,
 ) -> Report:
     """The 2x2 matrix sensing example of Proposition 5 from `det W(0) > 0`: every
     minimizer has `det = -1`, so by Lemma 2 the loss can approach zero only as
-    `||W||` diverges, above the bound `c l^{-1/2} + c'`."""
+    `||W||` diverges, above the bound `c l^{-1/2} + c'`.
+
+    Each depth is solved twice, at `rtol` and at `rtol * _REFERENCE_RTOL` (the
+    reference): saves from the first one where the two disagree on `det W` by more than
+    `_DET_AGREEMENT` relative, or where `det` changes sign (which Lemma 2 rules out),
+    are past the precision floor. Values from there on are reported as
+    [`Untrusted`][], never as results.
+    """
     loss = theory.proposition5_loss()
-    W0 = jnp.asarray(W0, float)
-    if W0.shape != (2, 2) or not jnp.linalg.det(W0) > 0:
-        raise ValueError("`W0` must be a 2x2 matrix with positive determinant")
+    W0 = _checks.as_float_array("W0", W0)
+    if W0.shape != (2, 2):
+        raise ValueError(f"`W0` must be a 2x2 matrix; got shape {tuple(W0.shape)}")
+    if not jnp.linalg.det(W0) > 0:
+        raise ValueError(
+            f"`W0` must have a positive determinant (Proposition 5); got det "
+            f"{float(jnp.linalg.det(W0)):.3g}"
+        )
+    if not 0 < rtol < 1:
+        raise ValueError(f"`rtol` must be in (0, 1); got {rtol}")
+    if not t1 > 1e-2:
+        raise ValueError(f"`t1` must be > 0.01 (saves are log-spaced from 0.01); got {t1}")
+    if not num_saves >= 3:
+        raise ValueError(f"`num_saves` must be >= 3; got {num_saves}")
     ts = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-2, t1, num_saves - 1)])
-    ts = jnp.minimum(ts, t1)  # geomspace may round its end past t1
+    ts = ts.at[-1].set(t1)  # geomspace may round its end off t1
     rows, curves = [], {}
     for depth in tqdm(depths, desc="norms", disable=not progress):
         elapsed = _timer()
-        sol = end_to_end_flow(loss, W0, depth, t1, ts, max_steps=200_000)
-        track = theory.determinant_track(sol)
+        sol = end_to_end_flow(loss, W0, depth, t1, ts, rtol=rtol, max_steps=200_000)
+        reference = end_to_end_flow(loss, W0, depth, t1, ts, rtol=rtol * _REFERENCE_RTOL,
+                                    max_steps=200_000)
+        track = theory.determinant_track(sol, reference, agreement=_DET_AGREEMENT)
         norms = jnp.linalg.norm(sol.end_to_end, axis=(1, 2))
         bound = theory.proposition5_norm_bound(sol.loss)
         curves[depth] = (ts, sol.loss, norms, track, sol.reached)
-        trusted = sol.reached & ~track.at_precision_floor
+        trusted = np.asarray(sol.reached & ~track.at_precision_floor)
+        last = int(np.flatnonzero(trusted)[-1]) if trusted.any() else None
+        floor = bool(track.floor_reached)
+        flag = (lambda v: Untrusted(v, "past floor")) if floor else float
+        status = "; ".join(
+            ["precision floor"] * floor
+            + ([] if sol.success else [str(sol.message)])
+            + ([] if reference.success else [f"reference: {reference.message}"])
+        ) or "ok"
         rows.append({
             "depth": depth,
-            "final_loss": float(sol.loss_final),
-            "final_norm": float(jnp.linalg.norm(sol.end_to_end_final)),
+            "trusted_until_t": float(ts[last]) if last is not None else float("nan"),
+            "loss_at_trusted_t": float(sol.loss[last]) if last is not None else float("nan"),
+            "norm_at_trusted_t": float(norms[last]) if last is not None else float("nan"),
+            "final_loss": flag(float(sol.loss_final)),
+            "final_norm": flag(float(jnp.linalg.norm(sol.end_to_end_final))),
             "bound_holds": bool(jnp.all(jnp.where(trusted, norms >= bound, True))),
+            # Saves where the bound says something (it is <= 0 for l >= l_0).
+            "bound_positive_saves": int(jnp.sum(trusted & (bound > 0))),
             "det_sign_constant": bool(track.sign_constant),
-            "precision_floor_reached": bool(track.floor_reached),
+            "precision_floor_reached": floor,
             "seconds": round(elapsed(), 3),
-            "success": bool(sol.success),
+            "success": bool(sol.success) and not floor,
+            "status": status,
         })
+    facts = {"reference_rtol": rtol * _REFERENCE_RTOL, "det_agreement": _DET_AGREEMENT}
     return Report(
         name="norms",
         title="Norms that diverge: Proposition 5",
         description=(
-            "The loss l(W) = 1/6 [(w12 - 1)^2 + (w21 - 1)^2 + w22^2] (eq. 15) solved by "
-            "the end-to-end flow from det W(0) > 0. Lemma 2 keeps det W(t) > 0 while every "
-            "minimizer has det = -1, so ||W|| grows without bound as the loss falls; the "
-            "dashed line is the bound of Proposition 5 (Frobenius norm). At depth 2, det W "
-            "decays exponentially and the computed trajectory reaches the precision floor; "
-            "this is reported rather than trusted."
+            "The loss `l(W) = 1/6 [(w12 - 1)^2 + (w21 - 1)^2 + w22^2]` (eq. 15) solved by "
+            "the end-to-end flow from `det W(0) > 0`. Lemma 2 keeps `det W(t) > 0` while "
+            "every minimizer has `det = -1`, so ||W|| grows without bound as the loss "
+            "falls; the dashed line is the bound of Proposition 5 (Frobenius norm). Each "
+            f"depth is also solved at rtol {facts['reference_rtol']:.3g}: from the first "
+            "save where det W disagrees with that reference by more than "
+            f"{facts['det_agreement']:g} relative, or changes sign, the computed "
+            "trajectory is past the precision floor and its values are marked untrusted. "
+            + _norms_findings(rows)
         ),
         tables={"norms": rows},
-        figures={"norm_vs_loss": _norms_figure(curves)},
+        figures={"norm_vs_loss": _norms_figure(curves, rows)},
         parameters=dict(depths=list(depths), W0=np.asarray(W0).tolist(), t1=t1,
-                        num_saves=num_saves),
+                        num_saves=num_saves, rtol=rtol),
+        facts=facts,
     )
 
 
-def _norms_figure(curves) -> Figure:
-    fig = Figure(figsize=(10, 3.8))
+def _norms_findings(rows) -> str:
+    """What each depth showed, every number formatted from `rows`."""
+    text = []
+    for r in rows:
+        if r["precision_floor_reached"]:
+            text.append(
+                f"Depth {r['depth']}: trusted until t = {r['trusted_until_t']:.4g} "
+                f"(loss {r['loss_at_trusted_t']:.3g}, ||W||_F "
+                f"{r['norm_at_trusted_t']:.3g}); from the next save on det W disagrees "
+                "with the reference or changes sign: the final loss and norm are marked "
+                "(past floor) and the table's success is False."
+            )
+        elif r["success"]:
+            text.append(
+                f"Depth {r['depth']}: det W kept its sign to t = {r['trusted_until_t']:.4g}; "
+                f"the loss fell to {r['final_loss']:.3g} while ||W||_F grew to "
+                f"{r['final_norm']:.3g}."
+            )
+        else:
+            text.append(f"Depth {r['depth']}: the solve failed ({r['status']}).")
+        if r["bound_positive_saves"] == 0:
+            text.append(f"Depth {r['depth']}: the bound is not positive at any trusted "
+                        "save, so it was not tested.")
+        else:
+            text.append(
+                f"Depth {r['depth']}: the norm was "
+                + ("above the bound at all" if r["bound_holds"] else "NOT above the bound "
+                   "at some of the")
+                + f" {r['bound_positive_saves']} trusted saves where it is positive."
+            )
+    return " ".join(text)
+
+
+def _symlog_threshold(values) -> float:
+    """The linear range of a symlog axis: the power of ten at or below the smallest
+    nonzero |value| shown, so every trusted value lies on the log part."""
+    values = np.abs(np.asarray(values, float))
+    values = values[np.isfinite(values) & (values > 0)]
+    return 10.0 ** np.floor(np.log10(values.min())) if values.size else 1.0
+
+
+def _norms_figure(curves, rows) -> Figure:
+    fig = Figure(figsize=(11, 4.2))
     left, right = fig.subplots(1, 2)
-    lowest = 1 / 6
-    for depth, (ts, loss, norms, track, reached) in curves.items():
-        trusted = np.asarray(reached & ~track.at_precision_floor)
+    lowest, trusted_dets = 1 / 6, []
+    for (depth, (ts, loss, norms, track, reached)), row in zip(curves.items(), rows):
+        reached = np.asarray(reached)
+        trusted = reached & ~np.asarray(track.at_precision_floor)
+        ts, loss, norms, det = (np.asarray(a) for a in (ts, loss, norms, track.det))
         (line,) = left.loglog(loss[trusted], norms[trusted], label=f"n = {depth}")
-        lowest = min(lowest, float(jnp.min(loss[trusted])))
-        right.loglog(ts[trusted][1:], jnp.abs(track.det[trusted])[1:], color=line.get_color(),
-                     label=f"n = {depth}")
-        if bool(track.floor_reached):
+        color = line.get_color()
+        right.plot(ts[trusted][1:], det[trusted][1:], color=color, label=f"n = {depth}")
+        if trusted.any():
+            lowest = min(lowest, float(loss[trusted].min()))
+            trusted_dets.append(det[trusted])
+        if row["precision_floor_reached"]:
             k = int(np.argmax(np.asarray(track.at_precision_floor)))
-            left.plot(loss[k - 1], norms[k - 1], "x", color=line.get_color(), ms=9,
+            past = np.arange(len(ts)) >= max(k - 1, 0)
+            past &= reached
+            untrusted = (f"n = {depth}: past precision floor, untrusted "
+                         f"(final loss {float(row['final_loss']):.2g})")
+            left.loglog(loss[past], norms[past], ":", color=color, label=untrusted)
+            left.plot(loss[max(k - 1, 0)], norms[max(k - 1, 0)], "x", color=color, ms=9,
                       label=f"n = {depth}: precision floor")
-            right.loglog(ts[k - 1:], jnp.abs(track.det[k - 1:]), ":", lw=0.8,
-                         color=line.get_color(), label=f"n = {depth}: untrusted")
-    grid = jnp.geomspace(lowest, 1 / 6, 200)
+            right.plot(ts[past], det[past], ":", color=color, label=untrusted)
+    grid = jnp.geomspace(lowest * 1e-3, 1 / 6, 200)
     bound = theory.proposition5_norm_bound(grid)
     left.loglog(grid[bound > 0], bound[bound > 0], "k--", label="Prop. 5 bound")
-    left.invert_xaxis()
+    # Past the floor the loss can fall by many decades more: keep the trusted part
+    # readable, with three decades of the untrusted continuation.
+    left.set_xlim(1 / 3, lowest * 1e-3)  # inverted: loss decreasing
     left.set(xlabel="loss (decreasing)", ylabel="||W||_F", title="norm against loss")
-    left.legend(fontsize=8)
-    right.set(xlabel="t", ylabel="|det W(t)|", title="Lemma 2: det W(t) > 0 throughout")
-    right.legend(fontsize=8)
+    left.legend(fontsize=7)
+    right.set_xscale("log")
+    right.set_yscale("symlog", linthresh=_symlog_threshold(np.concatenate(trusted_dets))
+                     if trusted_dets else 1.0)
+    right.axhline(0.0, color="gray", lw=0.8)
+    right.set(xlabel="t", ylabel="det W(t) (signed, symlog)",
+              title="Lemma 2: the sign of det W(t) is constant")
+    right.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

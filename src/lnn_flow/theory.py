@@ -60,7 +60,7 @@ def proposition3_point(
     """
     dims = _checks.dims(dims)
     W = _checks.finite("W", _checks.as_float_array("W", W, ndim=2))
-    _checks._require("W", W, lambda v: ~jnp.any(v != 0), "must be nonzero")
+    W = _checks._require("W", W, lambda v: ~jnp.any(v != 0), "must be nonzero")
     d0, dn, n = dims[0], dims[-1], len(dims) - 1
     if W.shape != (dn, d0):
         raise ValueError(f"`W` must have shape {(dn, d0)} for dims {dims}")
@@ -273,26 +273,45 @@ class DeterminantTrack(eqx.Module):
     sigma_min: Float[Array, " k"]
     # From the first save where the computed trajectory hit the precision floor on: its
     # smallest singular value fell to the rounding level, or det changed sign, which an
-    # exact flow cannot do (Lemma 2), so the solver's error exceeded sigma_min there.
+    # exact flow cannot do (Lemma 2), so the solver's error exceeded sigma_min there;
+    # or, given a tighter `reference` solve, det disagreed with the reference's.
     at_precision_floor: Bool[Array, " k"]
     floor_reached: Bool[Array, ""]
     # The sign of det is constant over the saves before the floor.
     sign_constant: Bool[Array, ""]
 
 
-def determinant_track(solution: FlowSolution) -> DeterminantTrack:
+def determinant_track(
+    solution: FlowSolution,
+    reference: FlowSolution | None = None,
+    *,
+    agreement: float = 1e-2,
+) -> DeterminantTrack:
     """Lemma 2 along a solved square flow, reporting where the computation stops being
     trustworthy instead of returning a trajectory that contradicts Lemma 2.
 
     Depth 2 on Proposition 5's example drives `det W` to zero exponentially. Once
-    `sigma_min` is below the solver's absolute error (or `d * eps * sigma_max`), the
-    computed `W` can cross the singular matrices and flip the sign of `det`. Saves from
-    the first such event on are flagged `at_precision_floor`; denser saves locate it
-    more precisely.
+    `sigma_min` is below the solver's error (or `d * eps * sigma_max`), the computed `W`
+    can cross the singular matrices and flip the sign of `det`. Saves from the first
+    such event on are flagged `at_precision_floor`; denser saves locate it more
+    precisely.
+
+    A sign flip shows the floor only once the error has swamped `det` completely; the
+    error is large well before. `reference`, the same flow solved at tighter tolerances
+    and saved at the same `ts`, measures it: saves from the first one whose `det`
+    differs from the reference's by more than `agreement * |det_ref|` (or that the
+    reference did not reach) are flagged too.
     """
     Ws = solution.end_to_end
     if Ws.shape[-1] != Ws.shape[-2]:
         raise ValueError(f"Lemma 2 needs square W; got {tuple(Ws.shape[-2:])}")
+    if reference is not None and reference.end_to_end.shape != Ws.shape:
+        raise ValueError(
+            "`reference` must be the same flow saved at the same `ts`; got saves of "
+            f"shape {tuple(reference.end_to_end.shape)}, expected {tuple(Ws.shape)}"
+        )
+    if not agreement > 0:
+        raise ValueError(f"`agreement` must be > 0; got {agreement}")
     reached = solution.reached
     det = jnp.linalg.det(Ws)
     s = jnp.linalg.svd(Ws, compute_uv=False)
@@ -301,7 +320,12 @@ def determinant_track(solution: FlowSolution) -> DeterminantTrack:
     flipped = jnp.concatenate(
         [jnp.zeros_like(sign[..., :1], bool), sign[..., 1:] != sign[..., :-1]], axis=-1
     ) & reached
-    at_floor = jnp.cumsum(rounding | flipped, axis=-1) > 0
+    untrusted = rounding | flipped
+    if reference is not None:
+        det_ref = jnp.linalg.det(reference.end_to_end)
+        off = ~(jnp.abs(det - det_ref) <= agreement * jnp.abs(det_ref))  # NaN: off
+        untrusted = untrusted | (reached & (off | ~reference.reached))
+    at_floor = jnp.cumsum(untrusted, axis=-1) > 0
     trusted = reached & ~at_floor
     constant = jnp.all(jnp.where(trusted, sign == sign[..., :1], True), axis=-1)
     return DeterminantTrack(
@@ -428,17 +452,24 @@ class _SymmetricSystem(eqx.Module):
 
 
 class _SymmetricFactorSystem(eqx.Module):
+    """Exercise 2's flow on `W`, with state the factors `(W^T, W)` of the depth-2
+    network `W W^T`: saves, `evaluate` and `evaluate_factors` then work as for
+    [`lnn_flow.factor_flow`][]. Both leaves get the same field (transposed), so the
+    first stays the exact transpose of the second."""
+
     loss: Loss
     depth: int = eqx.field(static=True, default=2)
 
-    def vector_field(self, t, W, args):
-        return -jax.grad(lambda W_: self.loss(W_ @ W_.T))(W)
+    def vector_field(self, t, ws, args):
+        _, W = ws
+        dW = -jax.grad(lambda W_: self.loss(W_ @ W_.T))(W)
+        return (dW.T, dW)
 
-    def end_to_end(self, W):
-        return W @ W.T
+    def end_to_end(self, ws):
+        return ws[1] @ ws[0]
 
-    def factors(self, W):
-        return (W.T, W)
+    def factors(self, ws):
+        return tuple(ws)
 
 
 def symmetric_flow(loss: Loss, Ws0, t1, ts=None, **options) -> FlowSolution:
@@ -446,7 +477,9 @@ def symmetric_flow(loss: Loss, Ws0, t1, ts=None, **options) -> FlowSolution:
     [`lnn_flow.factor_flow`][])."""
     Ws0 = _checks.finite("Ws0", _checks.as_float_array("Ws0", Ws0, ndim=2))
     _checks.fits_loss(loss, Ws0.shape, "Ws0")
-    return solve(_SymmetricSystem(loss), Ws0, **_solve_options(t1, ts, options))
+    return solve(
+        _SymmetricSystem(loss), Ws0, **_solve_options(t1, ts, options), init_name="Ws0"
+    )
 
 
 def symmetric_factor_flow(loss: Loss, W0, t1, ts=None, **options) -> FlowSolution:
@@ -454,13 +487,17 @@ def symmetric_factor_flow(loss: Loss, W0, t1, ts=None, **options) -> FlowSolutio
     `W W^T`, `factors` is `(W^T, W)`."""
     W0 = _checks.finite("W0", _checks.as_float_array("W0", W0, ndim=2))
     _checks.fits_loss(loss, (W0.shape[0], W0.shape[0]), "W0")
-    return solve(_SymmetricFactorSystem(loss), W0, **_solve_options(t1, ts, options))
+    return solve(
+        _SymmetricFactorSystem(loss), (W0.T, W0), **_solve_options(t1, ts, options),
+        init_name="W0",
+    )
 
 
 def _solve_options(t1, ts, options):
     defaults = dict(
         t0=0.0, solver=None, rtol=1e-8, atol=1e-10, max_steps=16_384, dt0=None,
-        stepsize_controller=None, loss_threshold=None, dense=False, progress_meter=None,
+        stepsize_controller=None, loss_threshold=None, steady_state=False, dense=False,
+        progress_meter=None,
     )
     unknown = set(options) - set(defaults)
     if unknown:

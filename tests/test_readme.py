@@ -1,0 +1,198 @@
+"""The README as a user reads it: its example runs as written and prints what its
+comments claim; the package it describes installs what it imports, on the Python it
+names, through public API only."""
+
+import ast
+import contextlib
+import importlib.metadata
+import io
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import trajectory_tolerance
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+# A comment claim on a `print(...)` line: `# < 1e-7`, `# each < 1e-3`.
+CLAIM = re.compile(r"^print\((?P<expr>.*)\)\s*#.*?<\s*(?P<bound>[0-9.]+(?:e-?[0-9]+)?)")
+
+
+def example_block():
+    """The ```python block right after the `## Example` heading."""
+    section = README.split("\n## Example\n", 1)[1]
+    match = re.match(r"\s*```python\n(.*?)\n```", section, re.S)
+    assert match, "`## Example` must open with a ```python block"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def example():
+    """The block run as written (one compile of each flow, ~15 s of CPU), its namespace
+    and what it printed."""
+    namespace = {"__name__": "readme_example"}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(example_block(), "README.md#example", "exec"), namespace)
+    return namespace, out.getvalue()
+
+
+def claims():
+    return [CLAIM.match(line) for line in example_block().splitlines()
+            if CLAIM.match(line)]
+
+
+def test_every_number_in_the_example_comments_is_a_checked_bound():
+    """`# ~1e-6` (it printed 3.6e-8) is not a claim anyone checks: a number in a
+    comment of the example must be a `< bound` this module evaluates."""
+    for line in example_block().splitlines():
+        comment = line.partition("#")[2]
+        if re.search(r"\d+e-?\d+|~", comment):
+            assert CLAIM.match(line), f"unchecked number in README example: {line!r}"
+    assert len(claims()) == 3
+
+
+def test_example_prints_what_its_comments_claim(example):
+    namespace, printed = example
+    assert printed.count("\n") >= 4 and "nan" not in printed.lower()
+    for claim in claims():
+        value = np.asarray(eval(claim["expr"], namespace))
+        assert np.all(np.isfinite(value)), claim.group(0)
+        assert value.max() < float(claim["bound"]), (claim.group(0), value)
+
+
+def test_example_flows_succeed_within_the_solver_tolerance(example):
+    """Independent of the comments: what the example shows is true of the solves."""
+    ns, printed = example
+    factor, e2e = ns["factor"], ns["e2e"]
+    assert printed.startswith("True ")
+    assert bool(factor.success) and bool(e2e.success)
+    assert bool(ns["results"].success.all())
+    # Two solves of one trajectory (Theorem 1) at rtol 1e-8, atol 1e-10 (the defaults)
+    # differ by at most twice the conftest rule's N (rtol |W| + atol); the comment's
+    # 1e-7 is tighter, and this is the bound the tolerances guarantee.
+    steps = max(int(factor.stats.num_steps), int(e2e.stats.num_steps))
+    scale = jnp.abs(factor.end_to_end).max()
+    gap = jnp.abs(factor.end_to_end - e2e.end_to_end).max()
+    assert gap <= 2 * trajectory_tolerance(steps, scale, 1e-8, 1e-10)
+    # The flows learned: the batch's final losses (< 1e-3 in the comment) are far
+    # below the initial loss, so the bound is not met by a loss that was small anyway.
+    assert float(factor.loss[0]) > 100 * float(ns["results"].loss[:, -1].max())
+
+
+# --- What the README and pyproject say about the package ----------------------------
+
+
+def test_python_version_agrees_with_pyproject():
+    required = PYPROJECT["project"]["requires-python"]  # ">=3.11"
+    version = required.removeprefix(">=")
+    assert f"Python >= {version}" in README
+    assert not re.search(r"Python >= (?!" + re.escape(version) + r")\d", README)
+    assert sys.version_info >= tuple(int(p) for p in version.split("."))
+
+
+def _imported_top_level_modules():
+    names = set()
+    for path in (ROOT / "src" / "lnn_flow").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"lnn_flow"}
+
+
+def test_every_direct_import_is_a_declared_dependency():
+    """`optimistix` was imported but not declared: an install could not find it."""
+    declared = {
+        re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].lower().replace("_", "-")
+        for req in PYPROJECT["project"]["dependencies"]
+    }
+    distributions = importlib.metadata.packages_distributions()
+    missing = {
+        module: distributions.get(module, [module])
+        for module in _imported_top_level_modules()
+        if not any(d.lower().replace("_", "-") in declared
+                   for d in distributions.get(module, [module]))
+    }
+    assert not missing, f"imported by src/lnn_flow but not in pyproject: {missing}"
+
+
+def test_license_is_an_spdx_expression():
+    assert PYPROJECT["project"]["license"] == "MIT"  # a table is deprecated (PEP 639)
+
+
+# Private attributes of diffrax/equinox/jax objects, which break silently on an upgrade
+# (`RESULTS._index_to_message`, `result._value`, `jitted._cached._cache_size()`).
+PRIVATE = {"_index_to_message", "_value", "_cached", "_cache_size"}
+
+
+@pytest.mark.parametrize("folder", ["src/lnn_flow", "tests"])
+def test_no_private_api_of_dependencies(folder):
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}: .{node.attr}"
+        for path in sorted((ROOT / folder).glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr in PRIVATE
+    ]
+    assert not found, "private API:\n" + "\n".join(found)
+
+
+# --- Constants quoted in README.md and docstrings, computed ----------------------------
+
+
+def tsit5_real_stability_limit():
+    """The largest x with |R(-y)| <= 1 on [0, x], R(z) = 1 + z b^T (I - z A)^{-1} 1 the
+    stability function of Tsit5's Butcher tableau (diffrax's own coefficients)."""
+    import diffrax
+
+    tableau = diffrax.Tsit5.tableau
+    stages = len(tableau.c) + 1
+    A = np.zeros((stages, stages))
+    for i, row in enumerate(tableau.a_lower):
+        A[i + 1, : len(row)] = row
+    b = np.asarray(tableau.b_sol)
+    R = lambda z: 1 + z * b @ np.linalg.solve(np.eye(stages) - z * A, np.ones(stages))
+    xs = np.arange(1e-3, 6.0, 1e-4)
+    stable = np.array([abs(R(-x)) <= 1 for x in xs])
+    return float(xs[np.argmin(stable) - 1])
+
+
+CONSTANTS = [  # (value computed here, as the text prints it, files that print it)
+    (lambda: tsit5_real_stability_limit(), "3.5", ["README.md"]),
+    (lambda: np.sqrt(20 * np.finfo(float).eps), "6.7e-8",
+     ["README.md", "src/lnn_flow/_spectral.py"]),
+    (lambda: 1e-17 ** (1 / 3), "2e-6", ["README.md", "src/lnn_flow/_spectral.py"]),
+]
+
+
+@pytest.mark.parametrize("value, text, files", CONSTANTS, ids=[c[1] for c in CONSTANTS])
+def test_quoted_constants_are_what_they_say(value, text, files):
+    digits = len(text.split("e")[0].replace(".", ""))
+    assert float(f"{value():.{digits - 1}e}") == float(text)
+    for name in files:
+        assert text in (ROOT / name).read_text(), name
+
+
+def test_tsit5_step_is_stable_below_3_5_and_not_above():
+    """The limit the README quotes, seen in diffrax's Tsit5 itself: y' = -y with
+    constant steps h decays for h = 3.45 and grows for h = 3.55 (40 steps)."""
+    import diffrax
+    import jax
+
+    def final(h):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, y, args: -y), diffrax.Tsit5(), 0.0, 40 * h, h,
+            jnp.asarray(1.0), stepsize_controller=diffrax.ConstantStepSize(),
+            max_steps=64,
+        )
+        return sol.ys[-1]
+
+    stable, unstable = jax.vmap(final)(jnp.array([3.45, 3.55]))
+    assert abs(stable) < 1 < abs(unstable)
