@@ -203,6 +203,7 @@ print(json.dumps(pool))
 """
 
 
+@pytest.mark.slow  # ~45 s: a subprocess with 8 host devices compiles every method again
 def test_sharded_over_8_cpu_devices_equals_one_device():
     out = run_python(SHARDED, {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
     report = json.loads(out.strip().splitlines()[-2])

@@ -123,6 +123,7 @@ def complete_groups(out):
     return sorted(p.name for p in Path(out).glob("group-*.json"))
 
 
+@pytest.mark.slow  # ~20 s: SIGKILLs a sweep subprocess mid-run and resumes it
 def test_killed_sweep_resumes_to_identical_results(reference, study_file, tmp_path):
     ref_dir, ref_groups, _ = reference
     out = tmp_path / "killed"
