@@ -1,5 +1,5 @@
 """JAX's CPU SVD with SciPy's OpenBLAS on one thread vs several, idle and with a busy
-neighbour (the case `lnn_flow._threads.limit_lapack_threads` is for).
+neighbour (the case `lnn_flow.configure(lapack_threads=1)` is for).
 
 For d in `--dims`: the median wall time of `jnp.linalg.svd` of a d x d float64 matrix
 (jitted, after compilation, `--repeats` calls) with the OpenBLAS behind jaxlib limited

@@ -36,6 +36,11 @@ def timed(fn, repeats):
     return out, statistics.median(runs), first - statistics.median(runs)
 
 
+def with_pool_totals(sol):
+    """`(solution, PoolStats)`: the pool's totals are repeated for every member."""
+    return sol, jax.tree_util.tree_map(lambda x: x[0], sol.pool)
+
+
 def chunked_utilization(steps, chunk):
     steps = np.asarray(steps)
     used = slots = 0
@@ -86,8 +91,11 @@ def main():
             ),
         }
         for r in args.rounds:
-            runs[f"pool {args.slots} x {r} steps"] = lambda r=r: lf.solve_pool(
-                "factor", loss, ws0, args.t1, ts, slots=args.slots, round_steps=r, **extra
+            runs[f"pool {args.slots} x {r} steps"] = lambda r=r: with_pool_totals(
+                lf.solve_pool(
+                    "factor", loss, ws0, args.t1, ts, slots=args.slots, round_steps=r,
+                    **extra,
+                )
             )
         base = None
         for name, run in runs.items():

@@ -78,6 +78,30 @@ def inits_over_scales(dims, num, low, high, seed=3):
     return jax.vmap(lambda k, s: lf.init.balanced(k, dims, s))(keys, scales)
 
 
+def gradient_counter(calls: list):
+    """An identity on `W` whose backward pass appends to `calls`: wrapped around the
+    argument of a loss, it counts the loss's gradient (= vector-field) evaluations;
+    forward evaluations are not counted."""
+
+    @jax.custom_vjp
+    def tap(W):
+        return W
+
+    def tap_bwd(_, g):
+        jax.debug.callback(lambda: calls.append(1))
+        return (g,)
+
+    tap.defvjp(lambda W: (W, None), tap_bwd)
+    return tap
+
+
+def spread_problem(dims, num, low, high):
+    """A sensing loss (12 measurements) on `dims` with `num` balanced inits of norms
+    log-spaced over `[10^low, 10^high]` (the batch and pool tests' problem)."""
+    loss, _ = sensing((dims[-1], dims[0]), m=12)
+    return loss, inits_over_scales(dims, num, low, high)
+
+
 # "To rounding" in descent tests: N float64 steps accumulate about N * eps (eps =
 # 2.2e-16) relative error per chain of operations; with N <= a few thousand and a few
 # dozen flops per entry, 1e-11 relative bounds it with a wide margin.
@@ -93,3 +117,13 @@ def descent_problem():
     loss, _ = sensing((DESCENT_DIMS[-1], DESCENT_DIMS[0]))
     ws0 = lf.init.balanced(jax.random.PRNGKey(3), DESCENT_DIMS, 0.5)
     return loss, ws0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module: a module reuses its own
+    (module-scoped fixtures), and a session that keeps every module's programs grows
+    until XLA's CPU compiler crashes (seen as a segfault in `backend_compile_and_load`
+    hundreds of tests in, never in a module run alone)."""
+    yield
+    jax.clear_caches()

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import SAME_SIZE, inits_over_scales, member, sensing
+from conftest import SAME_SIZE, member, spread_problem
 
 import lnn_flow as lf
 
@@ -31,9 +31,8 @@ TS = jnp.linspace(0.0, T1, 5)
 
 @pytest.fixture(scope="module")
 def problem():
-    loss, _ = sensing((DIMS[-1], DIMS[0]), m=12)
     # Scales spread over two decades: members take different numbers of steps.
-    return loss, inits_over_scales(DIMS, B, -2, 0)
+    return spread_problem(DIMS, B, -2, 0)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +186,8 @@ for name, (method, args, extra) in cases.items():
 # Refilled slots on each device (2 slots per device, rounds of 8 steps) against the
 # plain batch on one device: the same solves up to where rounds end.
 # Against a reference 1000x tighter (the same program as `plain`: tolerances traced).
-pooled, stats = lf.solve_pool("factor", loss, ws0, 8.0, slots=2, round_steps=8)
+pooled = lf.solve_pool("factor", loss, ws0, 8.0, slots=2, round_steps=8)
+stats = member(pooled.pool, 0)
 plain = lf.solve_batch("factor", loss, ws0, 8.0, devices=one, rtol=1e-8, atol=1e-10)
 ref = lf.solve_batch("factor", loss, ws0, 8.0, devices=one, rtol=1e-11, atol=1e-13)
 error = lambda sol: np.abs(sol.end_to_end - ref.end_to_end).max(axis=(1, 2, 3))
@@ -224,7 +224,7 @@ def test_sharded_over_8_cpu_devices_equals_one_device():
         assert r["same_ints"] and r["same_nan"], name
         if name == "threshold":
             # The stop is located by bisection to a bracket of rtol |t| (default rtol
-            # 1e-8, t <= 8; lnn_flow._solution._Crossing): rounding can flip one
+            # 1e-8, t <= 8; lnn_flow._events._Crossing): rounding can flip one
             # bisection decision next to the root, so the stop times may differ by
             # up to that bracket (`t_final` is a leaf too), and the states by it
             # times their speed there.

@@ -10,7 +10,7 @@ from lnn_flow._cli import main
 
 def test_demo_prints_the_table_it_writes_and_the_flows_agree(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--dim", "4", "--measurements", "10", "--t1", "5",
+    assert main(["demo", "--dim", "4", "--num-measurements", "10", "--t1", "5",
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     rows = json.loads((out / "results.json").read_text())["tables"]["demo"]

@@ -53,7 +53,7 @@ CASES = [
     (["run", "completion", "--set", "size=2.5"], r"`--set size` must be an integer"),
     (["run", "completion", "--set", "foo=1"],
      r"`--set foo`: study 'completion' has no parameter\(s\) \['foo'\]; it takes "
-     r"\['counts', 'depths', 'loss_reduction', 'rank', 'scale', 'seed', 'size'\]"),
+     r"\['depths', 'loss_reduction', 'num_measurements', 'rank', 'scale', 'seed', 'size'\]"),
     (["run", "greedy", "--set", "oops"], r"`--set` expects key=value; got 'oops'"),
     (["run", "greedy", "--set", "=3"], r"`--set` expects key=value"),
     (["run", "greedy", "--set", "rank=30"], r"`--set rank` = 30 must be <= `size` = 20"),
@@ -70,7 +70,7 @@ CASES = [
     (["run", "completion", "--set", "counts=[20000]"],
      r"`--set counts` = 20000 observed entries exceed `size`\^2 = 10000"),
     (["run", "completion", "--small", "--set", "size=10"],
-     r"`--small's counts` = 150 observed entries exceed `--set size`\^2 = 100"),
+     r"`--small's num_measurements` = 150 observed entries exceed `--set size`\^2 = 100"),
     (["run", "completion", "--set", "loss_reduction=0"],
      r"`--set loss_reduction` must be > 0 and <= 1"),
     # study names and files
@@ -101,6 +101,9 @@ CASES = [
     # demo flags
     (["demo", "--rank", "30"], r"`--rank` must be <= `--dim` = 20; got 30"),
     (["demo", "--dim", "0"], r"`--dim` must be >= 1; got 0"),
+    (["demo", "--num-measurements", "0"], r"`--num-measurements` must be >= 1; got 0"),
+    # The old spelling of the flag is read as the new one.
+    (["demo", "--measurements", "0"], r"`--num-measurements` must be >= 1; got 0"),
     (["demo", "--scale", "-1"], r"`--scale` must be a finite number > 0; got -1\.0"),
     (["demo", "--t1", "inf"], r"`--t1` must be a finite number > 0; got inf"),
     (["demo", "--depths", "2", "0"], r"`--depths` must all be >= 1; got \[2, 0\]"),
@@ -238,8 +241,11 @@ def test_sigint_in_a_real_process(tmp_path):
     compile is needed): exit status 130, one line, the resume command."""
     sweep = tmp_path / "tiny.json"
     sweep.write_text(json.dumps(SWEEP))
+    # Python's own SIGINT handler, even if this test runs in a background job (whose
+    # children inherit SIGINT ignored, and would sleep through it).
     script = textwrap.dedent(f"""
-        import sys, time
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from lnn_flow import _cli, _sweep
         def slow(*args, **kwargs):
             print("READY", flush=True)
@@ -268,7 +274,7 @@ def test_sigint_in_a_real_process(tmp_path):
 
 def test_demo_writes_a_report_of_computed_numbers(tmp_path, capsys):
     out = tmp_path / "demo"
-    argv = ["demo", "--dim", "4", "--measurements", "10", "--t1", "5", "--depths", "2",
+    argv = ["demo", "--dim", "4", "--num-measurements", "10", "--t1", "5", "--depths", "2",
             "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out

@@ -121,6 +121,21 @@ def test_comparison_rejects_what_it_cannot_compare(problem, flow):
         lf.max_distance_to_flow(loss, flow, ws0, -0.1, 5)
     with pytest.raises(ValueError, match="`lrs`"):
         lf.distance_vs_lr(loss, flow, ws0, [], HORIZON)
+    with pytest.raises(ValueError, match="`decomposition` must be one of"):
+        lf.max_distance_to_flow(loss, flow, ws0, 0.1, 5, decomposition="qr")
+
+
+def test_end_to_end_comparison_takes_the_flows_decomposition(problem):
+    loss, ws0 = problem
+    W0 = lf.end_to_end(ws0)
+    flow = lf.end_to_end_flow(loss, W0, 3, 1.0, decomposition="gram", dense=True,
+                              rtol=FLOW_RTOL, atol=FLOW_ATOL)
+    gram = lf.max_distance_to_flow(loss, flow, W0, 0.01, 100, decomposition="gram")
+    svd = lf.max_distance_to_flow(loss, flow, W0, 0.01, 100)
+    # Same iterates up to rounding (W0 is well conditioned: both decompositions are
+    # exact to ~1e-15 relative), so the same first-order distance, ~lr.
+    assert 1e-4 < float(gram) < 0.1
+    np.testing.assert_allclose(gram, svd, rtol=1e-9)
 
 
 def test_fit_order_recovers_a_power_law():

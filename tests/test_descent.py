@@ -97,6 +97,18 @@ def test_end_to_end_descent_is_claim_1_step(problem):
     assert sol.factors is None and sol.factors_final is None and sol.depth == 3
 
 
+def test_end_to_end_descent_uses_the_decomposition_it_is_given(problem):
+    loss, ws0 = problem
+    W0 = lf.end_to_end(ws0)
+    sol = lf.end_to_end_descent(loss, W0, 3, LR, 3, decomposition="gram")
+    W = W0
+    for _ in range(3):
+        W = W + LR * lf.end_to_end_vector_field(loss, W, 3, decomposition="gram")
+    np.testing.assert_allclose(sol.end_to_end_final, W, rtol=ROUNDING, atol=1e-14)
+    with pytest.raises(ValueError, match="`decomposition` must be one of"):
+        lf.end_to_end_descent(loss, W0, 3, LR, 3, decomposition="qr")
+
+
 def test_depth_one_is_plain_descent_on_the_loss(problem):
     loss, ws0 = problem
     W0 = lf.end_to_end(ws0)

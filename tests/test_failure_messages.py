@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import gradient_counter
 
 import lnn_flow as lf
 from lnn_flow import theory as th
@@ -26,17 +27,7 @@ LOSS0 = float(SQUARE(S0 @ S0))
 CALLS = []
 
 
-@jax.custom_vjp
-def _tap(W):  # identity whose backward pass counts: one per gradient evaluation
-    return W
-
-
-def _tap_bwd(_, g):
-    jax.debug.callback(lambda: CALLS.append(1))
-    return (g,)
-
-
-_tap.defvjp(lambda W: (W, None), _tap_bwd)
+_tap = gradient_counter(CALLS)
 
 
 def counted(W):

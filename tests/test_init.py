@@ -94,10 +94,25 @@ def test_bad_dims(dims, error):
         lf.init.balanced(jax.random.PRNGKey(0), dims, 1.0)
 
 
-def test_bad_scale_and_std():
+def test_bad_scale():
     with pytest.raises(ValueError, match="`scale` must be >= 0"):
         lf.init.balanced(jax.random.PRNGKey(0), (3, 3), -1.0)
-    with pytest.raises(ValueError, match="`std` must be one value or one per layer"):
+    with pytest.raises(ValueError, match="`scale` must be one value or one per layer"):
         lf.init.gaussian(jax.random.PRNGKey(0), (3, 3, 3), [1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match="`std` must be finite and >= 0"):
+    with pytest.raises(ValueError, match="`scale` must be finite and >= 0"):
         lf.init.gaussian(jax.random.PRNGKey(0), (3, 3), float("nan"))
+    with pytest.raises(TypeError, match="`scale` must be real"):
+        lf.init.gaussian(jax.random.PRNGKey(0), (3, 3), 1j)
+
+
+def test_gaussian_std_is_the_deprecated_name_of_scale():
+    key, dims = jax.random.PRNGKey(3), (3, 4, 2)
+    expected = lf.init.gaussian(key, dims, scale=0.5)
+    with pytest.warns(DeprecationWarning, match="`std` is deprecated.*use `scale`"):
+        old = lf.init.gaussian(key, dims, std=0.5)
+    for a, b in zip(old, expected):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="both `scale` and its deprecated name `std`"):
+        lf.init.gaussian(key, dims, 0.5, std=0.5)
+    with pytest.raises(TypeError, match="missing required argument: 'scale'"):
+        lf.init.gaussian(key, dims)

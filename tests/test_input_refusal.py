@@ -199,7 +199,7 @@ REFUSED = [
     (lambda: lf.problems.low_rank_matrix(jax.random.PRNGKey(0), (3, 3), 1, norm=np.nan),
      ValueError, r"`norm` must be finite"),
     (lambda: lf.init.gaussian(jax.random.PRNGKey(0), DIMS, 1j), TypeError,
-     r"`std` must be real"),
+     r"`scale` must be real"),
     (lambda: lf.init.balanced(5, DIMS, 1.0), TypeError,
      r"`key` must be a JAX PRNG key \(e.g. jax.random.PRNGKey\(0\)\); got 5"),
     (lambda: lf.init.from_end_to_end(W0, DIMS, key=3), TypeError, r"`key` must be a JAX PRNG"),

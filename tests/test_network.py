@@ -36,3 +36,21 @@ def test_factors_that_do_not_chain():
         lf.end_to_end((jnp.ones((2, 2)), jnp.ones((2, 3))))
     with pytest.raises(ValueError, match=r"`ws\[0\]` must have 2 dimension"):
         lf.unbalancedness((jnp.ones(3),))
+
+
+def test_factor_gradient_is_the_closed_form_of_eq_2():
+    import jax
+
+    from lnn_flow._network import factor_gradient, overparameterized_objective
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    ws = tuple(jax.random.normal(k, s) for k, s in zip(keys, [(4, 3), (5, 4), (2, 5)]))
+    target = jax.random.normal(keys[3], (2, 3))
+    loss = lambda W: 0.5 * jnp.sum((W - target) ** 2)  # grad l(W) = W - target
+    G = lf.end_to_end(ws) - target
+    W1, W2, W3 = ws
+    # d phi / d W_j = W_{n:j+1}^T grad l W_{j-1:1}^T (eq. 2)
+    want = ((W3 @ W2).T @ G, W3.T @ G @ W1.T, G @ (W2 @ W1).T)
+    for got, expected in zip(factor_gradient(loss, ws), want):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert float(overparameterized_objective(loss, ws)) == float(loss(lf.end_to_end(ws)))

@@ -14,7 +14,7 @@ from conftest import (
     SAME_SIZE,
     inits_over_scales,
     member,
-    sensing,
+    spread_problem,
 )
 
 import lnn_flow as lf
@@ -30,9 +30,8 @@ POOL = dict(slots=4, round_steps=8)
 
 @pytest.fixture(scope="module")
 def problem():
-    loss, _ = sensing((DIMS[-1], DIMS[0]), m=12)
     # Norms over three decades: plateaus, hence step counts, differ widely.
-    return loss, inits_over_scales(DIMS, B, -3, 0)
+    return spread_problem(DIMS, B, -3, 0)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def assert_matches_alone(sol, i, alone, ref):
 
 def test_members_match_solving_each_alone(problem, pooled):
     loss, ws0 = problem
-    sol, stats = pooled
+    sol = pooled
     assert sol.end_to_end.shape == (B, TS.shape[0], DIMS[-1], DIMS[0])
     assert bool(sol.success.all()) and bool(sol.reached.all())
     steps = np.asarray(sol.stats.num_steps)
@@ -81,7 +80,7 @@ def test_members_match_solving_each_alone(problem, pooled):
 
 
 def test_stats_count_every_step_and_beat_vmapped_chunks(pooled):
-    sol, stats = pooled
+    sol, stats = pooled, member(pooled.pool, 0)
     steps = np.asarray(sol.stats.num_steps)
     assert int(stats.member_steps) == steps.sum()
     assert int(stats.rounds) >= steps.sum() / (POOL["slots"] * POOL["round_steps"])
@@ -95,8 +94,8 @@ def test_loss_stop_and_end_to_end_method(problem):
     loss, ws0 = problem
     W0 = jax.vmap(lf.end_to_end)(ws0)
     threshold = 0.05 * float(loss(W0[0]))
-    sol, _ = lf.solve_pool("end_to_end", loss, W0, 3, T1, TS, rtol=RTOL,
-                           loss_threshold=threshold, **POOL)
+    sol = lf.solve_pool("end_to_end", loss, W0, 3, T1, TS, rtol=RTOL,
+                        loss_threshold=threshold, **POOL)
     assert int(sol.stopped.sum()) >= 2
     for i in range(B):
         alone = lf.end_to_end_flow(loss, W0[i], 3, T1, TS, rtol=RTOL,
@@ -137,8 +136,9 @@ def test_steady_state_members_match_solving_each_alone():
     # last target direction at t1: not at rest, as the flag must say.
     loss = lf.losses.WhitenedSquare(jnp.diag(jnp.array([0.4, 0.35, 0.3, 0.25])))
     ws0 = inits_over_scales((4, 5, 4, 4), B, -3, 0)
-    sol, stats = lf.solve_pool("factor", loss, ws0, REST_T1, REST_TS, steady_state=True,
-                               **REST_TOL, **POOL)
+    sol = lf.solve_pool("factor", loss, ws0, REST_T1, REST_TS, steady_state=True,
+                        **REST_TOL, **POOL)
+    stats = member(sol.pool, 0)
     assert bool(sol.success.all())
     assert int(stats.member_steps) == int(np.sum(sol.stats.num_steps))
     rested = np.asarray(sol.at_rest)
@@ -173,9 +173,9 @@ def test_failures_keep_what_was_computed(problem, pooled):
     loss, ws0 = problem
     # A step budget (checked between rounds) of the median need: long seeds fail,
     # short ones finish.
-    budget = int(np.median(pooled[0].stats.num_steps))
-    sol, _ = lf.solve_pool("factor", loss, ws0, T1, TS, rtol=RTOL, atol=ATOL,
-                           max_steps=budget, **POOL)
+    budget = int(np.median(pooled.stats.num_steps))
+    sol = lf.solve_pool("factor", loss, ws0, T1, TS, rtol=RTOL, atol=ATOL,
+                        max_steps=budget, **POOL)
     failed = ~np.asarray(sol.success)
     assert failed.any() and not failed.all()
     assert bool(jnp.all((sol.result == diffrax.RESULTS.max_steps_reached)[failed]))
@@ -197,3 +197,107 @@ def test_bad_input_names_the_argument(problem):
         lf.solve_pool("factor", loss, ws0, T1, dense=True)
     with pytest.raises(TypeError, match="arguments of `factor_flow`"):
         lf.solve_pool("factor", loss, ws0, T1, tolerance=1e-3)
+
+
+# --- the pieces of `pooled_solve` ------------------------------------------------------
+
+from lnn_flow._pool import _blank_results, _drain_widths, _narrow, _write  # noqa: E402
+from lnn_flow._slots import _Segment, _Slots  # noqa: E402
+
+
+def test_drain_narrows_to_a_quarter_at_most_twice():
+    assert _drain_widths(64) == [64, 16, 4]
+    assert _drain_widths(4) == [4, 1]
+    assert _drain_widths(3) == [3]
+    assert _drain_widths(1) == [1]
+
+
+def slots_with(seeds, **fields):
+    s = len(seeds)
+    base = dict(seed=jnp.array(seeds), y=jnp.arange(s, dtype=float)[:, None],
+                t=jnp.zeros(s), dt=jnp.ones(s), atol=jnp.ones(s), solver_state=None,
+                controller_state=None, num_steps=jnp.arange(s) + 10,
+                num_accepted=jnp.arange(s) + 5, rounds=jnp.ones(s, int))
+    return _Slots(**{**base, **fields})
+
+
+def test_narrow_keeps_running_slots_in_order():
+    state = slots_with([5, 1, 5, 2])  # 5 = num_seeds: empty
+    np.testing.assert_array_equal(_narrow(state, 2, 5).seed, [1, 2])
+    np.testing.assert_array_equal(_narrow(state, 2, 5).y[:, 0], [1.0, 3.0])
+
+
+def test_write_saves_of_active_slots_and_finals_of_finished_ones():
+    n, k = 3, 2
+    results = _blank_results(jnp.zeros((n, 1)), k)
+    state = slots_with([2, 0, 3])  # slot 2 is empty (seed 3 = n)
+    seg = _Segment(
+        saved_ys=jnp.array([[[20.0], [21.0]], [[0.0], [1.0]], [[9.0], [9.0]]]),
+        written=jnp.array([[False, True], [True, True], [True, True]]),
+        y=jnp.array([[7.0], [8.0], [9.0]]), t=jnp.array([1.0, 2.0, 3.0]),
+        dt=jnp.ones(3), solver_state=None, controller_state=None,
+        result=diffrax.RESULTS.successful, stopped=jnp.array([False, True, True]),
+        at_rest=jnp.zeros(3, bool), diverged=jnp.zeros(3, bool),
+        num_steps=jnp.ones(3, int), num_accepted=jnp.ones(3, int),
+    )
+    active = state.seed < n
+    done = jnp.array([False, True, False])
+    out = _write(results, state, seg, active, done)
+    # Seed 2 (running): only its written save; seed 0 (done): saves and finals.
+    np.testing.assert_array_equal(out.written, [[True, True], [False, False], [False, True]])
+    np.testing.assert_array_equal(out.saved[2, :, 0], [np.nan, 21.0])
+    np.testing.assert_array_equal(out.saved[0, :, 0], [0.0, 1.0])
+    np.testing.assert_array_equal(out.t_final, [2.0, np.nan, np.nan])
+    np.testing.assert_array_equal(out.stopped, [True, False, False])
+    np.testing.assert_array_equal(out.num_steps, [11, 0, 0])
+    # The empty slot wrote nothing (seed 1 untouched).
+    assert not bool(out.written[1].any()) and bool(jnp.isnan(out.y_final[1]).all())
+
+
+def test_old_tuple_unpacking_warns_and_still_works(pooled):
+    with pytest.warns(DeprecationWarning, match="solution.pool"):
+        sol, stats = pooled
+    assert sol is pooled and int(stats.rounds) == int(pooled.pool.rounds[0])
+
+
+def test_pool_totals_repeat_for_every_member_so_members_index(pooled):
+    # Every leaf keeps the batch axis: a member is indexed like any batched solution.
+    for x in jax.tree_util.tree_leaves(pooled.pool):
+        assert x.shape == (B,) and bool(jnp.all(x == x[0]))
+    one = member(pooled, B - 1)
+    assert one.end_to_end.ndim == 3 and one.pool.rounds.ndim == 0
+
+
+def test_a_solution_without_pool_stats_is_not_iterable(problem):
+    loss, ws0 = problem
+    with pytest.raises(TypeError, match="not iterable"):
+        iter(lf.factor_flow(loss, member(ws0, 0), 0.1))
+
+
+def test_body_hands_finished_slots_to_the_next_pending_seeds(problem):
+    from lnn_flow._pool import _body, pool_problem
+    from lnn_flow._result import PoolStats
+    from lnn_flow._slots import _first_slots, _Pool
+
+    loss, ws0 = problem
+    init = member(ws0, slice(B - 4, B))  # the 4 largest inits: short solves
+    system, states, atols, o = pool_problem("factor", loss, init, (1.0, TS[:2] / T1),
+                                            dict(rtol=1e-6, atol=1e-8))
+    # Rounds long enough that every seed finishes in its first round.
+    pool = _Pool(system, states, atols, o["t0"], o["t1"], o["ts"], o["rtol"], o["dt0"],
+                 o["loss_threshold"], o["solver"], o["stepsize_controller"],
+                 o["steady_state"], o["max_steps"], 10_000)
+    zero = jnp.zeros((), int)
+    carry = (_first_slots(pool, 2), _blank_results(states, 2), jnp.asarray(2),
+             PoolStats(zero, zero, zero))
+    body = jax.jit(lambda c: _body(pool, c))
+    state, results, next_seed, stats = carry = body(carry)
+    np.testing.assert_array_equal(state.seed, [2, 3])  # seeds 0, 1 done: slots refilled
+    np.testing.assert_array_equal(state.t, [0.0, 0.0])
+    np.testing.assert_array_equal(results.t_final, [1.0, 1.0, np.nan, np.nan])
+    assert int(next_seed) == 4 and int(stats.rounds) == 1
+    assert int(stats.member_steps) == int(results.num_steps.sum())
+    state, results, next_seed, stats = body(carry)
+    np.testing.assert_array_equal(state.seed, [4, 4])  # nothing pending: slots empty
+    np.testing.assert_array_equal(results.t_final, [1.0] * 4)
+    np.testing.assert_array_equal(results.rounds, [1] * 4)

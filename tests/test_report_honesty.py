@@ -29,7 +29,7 @@ from lnn_flow import studies, theory
 # Tiny sizes: each study still runs every code path that writes prose or rows.
 NORMS = dict(depths=(2, 3), t1=400.0, num_saves=120)
 TINY = {
-    "completion": dict(size=8, rank=1, counts=(24,), depths=(2,), scale=1e-2),
+    "completion": dict(size=8, rank=1, num_measurements=(24,), depths=(2,), scale=1e-2),
     "greedy": dict(size=6, rank=2, depths=(2,), t1=100.0, scale=1e-2),
     "norms": NORMS,
     # Depth 2 not run: the report must not describe it (the old fixed text did).

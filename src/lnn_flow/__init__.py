@@ -11,19 +11,18 @@ Factors `ws = (W_1, ..., W_n)`, `W_j` of shape `(d_j, d_{j-1})`; the end-to-end 
 `lnn_flow.theory` checks the notes' results along solved trajectories and
 `lnn_flow.studies` runs the implicit-regularization studies of Section 4.
 
-Importing lnn_flow turns on JAX's 64-bit mode: numerics are float64 unless a caller
-passes float32 arrays. It also runs the LAPACK behind JAX's CPU `svd`/`eigh` on one
-thread (see `lnn_flow._threads`; set `OPENBLAS_NUM_THREADS` to opt out). Equation numbers refer to Cohen & Razin, *Lecture Notes on
-Linear Neural Networks*.
+Importing lnn_flow turns on JAX's 64-bit mode (numerics are float64 unless a caller
+passes float32 arrays) and runs the LAPACK behind JAX's CPU `svd`/`eigh` on one thread.
+Both are process-wide: opt out with `LNN_FLOW_NO_X64=1` or
+`LNN_FLOW_LAPACK_THREADS=keep` (or a thread count) before the import, or call
+`lnn_flow.configure(x64=..., lapack_threads=...)` after it (see `lnn_flow._config`).
+Equation numbers refer to Cohen & Razin, *Lecture Notes on Linear Neural Networks*.
 """
 
-import jax as _jax
+from ._config import configure
+from ._config import configure_from_environment as _configure_from_environment
 
-_jax.config.update("jax_enable_x64", True)
-
-from ._threads import limit_lapack_threads as _limit_lapack_threads  # noqa: E402
-
-_limit_lapack_threads()
+_configure_from_environment()  # x64 and one LAPACK thread; opt-outs: lnn_flow._config
 
 from . import init, losses, problems, theory  # noqa: E402
 from ._end_to_end import (  # noqa: E402
@@ -47,7 +46,6 @@ from ._compare import (  # noqa: E402
 )
 from ._descent import end_to_end_descent, gradient_descent  # noqa: E402
 from ._batch import solve_batch, solve_pool  # noqa: E402
-from ._pool import PoolStats  # noqa: E402
 from ._sweep import (  # noqa: E402
     CorruptResultError,
     load_study,
@@ -55,17 +53,15 @@ from ._sweep import (  # noqa: E402
     run_sweep,
     summarize,
 )
-from ._factor import (  # noqa: E402
-    factor_flow,
-    factor_vector_field,
-    overparameterized_objective,
-)
+from ._factor import factor_flow, factor_vector_field  # noqa: E402
 from ._network import (  # noqa: E402
     end_to_end,
+    overparameterized_objective,
     unbalancedness,
     unbalancedness_matrices,
 )
-from ._solution import FlowSolution, SolverStats  # noqa: E402
+from ._result import FlowSolution, PoolStats, SolverStats  # noqa: E402
+from ._options import SolveOptions  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -86,8 +82,10 @@ __all__ = [
     "FlowSolution",
     "OrderFit",
     "PoolStats",
+    "SolveOptions",
     "SolverStats",
     "apply_preconditioner",
+    "configure",
     "distance_to_flow",
     "distance_vs_lr",
     "end_to_end_descent",

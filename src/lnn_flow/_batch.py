@@ -24,39 +24,27 @@ first member and the padding is trimmed from the result. With one device (the de
 on a plain machine) the call is a plain `jit(vmap(solve))`: no mesh, no padding.
 """
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import inspect
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
-from . import _checks
-from ._descent import check_options, end_to_end_descent, gradient_descent
-from ._end_to_end import _EndToEndSystem, end_to_end_flow
-from ._factor import _FactorSystem, factor_flow
-from ._pool import PoolStats, pool_problem, pooled_solve
-from ._solution import FlowSolution, prepare
-from ._spectral import decomposition_name
+from ._batch_checks import batch_size, check_on_host
+from ._methods import METHODS, lookup
+from ._pool import pool_problem, pooled_solve
+from ._result import FlowSolution
 
 BATCH_AXIS = "batch"
 
 
-# name -> `solve(loss, init, *args, **kwargs) -> FlowSolution` for one member.
-METHODS: dict[str, Callable[..., FlowSolution]] = {
-    "factor": factor_flow,
-    "end_to_end": end_to_end_flow,
-    "descent": gradient_descent,
-    "end_to_end_descent": end_to_end_descent,
-}
-
-
 def _method(method) -> Callable[..., FlowSolution]:
+    """The flow of a registered method ([`lnn_flow._methods.METHODS`][]), or the
+    callable itself."""
     if callable(method):
         return method
     if method not in METHODS:
@@ -64,150 +52,7 @@ def _method(method) -> Callable[..., FlowSolution]:
             f"`method` must be one of {sorted(METHODS)} or a callable "
             f"`(loss, init, *args, **kwargs) -> FlowSolution`; got {method!r}"
         )
-    return METHODS[method]
-
-
-def batch_size(init: PyTree[Array]) -> int:
-    """The common leading (seed) axis of every leaf of `init`."""
-    leaves = jax.tree_util.tree_leaves(init)
-    if not leaves:
-        raise ValueError("`init` holds no arrays")
-    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
-    if None in sizes or len(sizes) != 1:
-        raise ValueError(
-            "`init` must have one leading batch axis of the same size on every array; "
-            f"got shapes {[tuple(np.shape(x)) for x in leaves]}"
-        )
-    size = sizes.pop()
-    if size < 1:
-        raise ValueError("`init` must hold at least one member; its batch axis has size 0")
-    return size
-
-
-def _bind(method, solve_one, loss, init, args, kwargs) -> inspect.BoundArguments | None:
-    """`solve_one(loss, member, *args, **kwargs)` bound to its signature (None when it
-    has none): a missing or unknown argument is a `TypeError` here that shows what the
-    method takes after `init`, not an error from inside the trace."""
-    try:
-        signature = inspect.signature(solve_one)
-    except (TypeError, ValueError):  # a builtin or C callable: nothing to bind
-        return None
-    try:
-        return signature.bind(loss, init, *args, **kwargs)
-    except TypeError as err:
-        params = list(signature.parameters.values())[2:]
-        takes = ", ".join(
-            p.name + ("" if p.default is p.empty else f"={p.default!r}")
-            for p in params
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        )
-        name = getattr(solve_one, "__name__", type(solve_one).__name__)
-        label = f" (method {method!r})" if isinstance(method, str) else ""
-        raise TypeError(
-            f"arguments of `{name}`{label}: {err}; after `loss, init` it takes "
-            f"({takes}), got {len(args)} positional argument(s) {tuple(args)!r}"
-        ) from None
-
-
-def _members(init, name: str) -> None:
-    """Every array of `init` real and non-empty, and each member finite; a bad member
-    is named by its index. Host-side: traced `init` is left to the method's checks."""
-    leaves = jax.tree_util.tree_leaves(init)
-    named = len(leaves) > 1
-    for j, x in enumerate(leaves):
-        leaf = f"{name}[{j}]" if named else name
-        _checks.real_dtype(leaf, jnp.result_type(x))
-        if not _checks.is_concrete(x):
-            continue
-        a = np.asarray(x)
-        if 0 in a.shape[1:]:
-            raise ValueError(f"`{leaf}` members must be non-empty; got shape {a.shape}")
-        ok = np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
-        if not ok.all():
-            bad = np.flatnonzero(~ok)
-            raise ValueError(
-                f"`{leaf}` member {int(bad[0])} has non-finite entries (NaN or inf)"
-                + (f"; so do {len(bad) - 1} more" if len(bad) > 1 else "")
-            )
-
-
-@eqx.filter_jit
-def _initial_losses(system, init):
-    return jax.vmap(lambda y: system.loss(system.end_to_end(y)))(init)
-
-
-def _finite_initial_losses(system, init, name: str) -> None:
-    if not all(_checks.is_concrete(x) for x in jax.tree_util.tree_leaves(init)):
-        return
-    values = _initial_losses(system, init)
-    if values.ndim != 1 or not jnp.issubdtype(values.dtype, jnp.floating):
-        raise TypeError(
-            "`loss` must return a real scalar; got "
-            f"{values.dtype.name} of shape {tuple(values.shape[1:])} per member"
-        )
-    ok = np.isfinite(np.asarray(values))
-    if not ok.all():
-        i = int(np.argmin(ok))
-        raise ValueError(
-            f"`{name}` member {i} gives a non-finite loss ({np.asarray(values)[i]}) at "
-            "the initial state: the flow needs a finite loss to start from"
-        )
-
-
-def _check_on_host(method, solve_one, loss, init, args, kwargs):
-    """Validate a batch before anything is traced, so a bad value is a one-line
-    `ValueError`/`TypeError` naming the argument (and the member), not a runtime error
-    from inside the compiled solve. Returns `(args, kwargs)` with `depth` made a Python
-    int (Python floats are traced, and a traced depth cannot fix the structure)."""
-    first = _take(init, 0)
-    bound = _bind(method, solve_one, loss, first, args, kwargs)
-    if bound is None or not isinstance(method, str):
-        return args, kwargs
-    shapes = [tuple(np.shape(x)) for x in jax.tree_util.tree_leaves(init)]
-    if any(len(shape) != 3 for shape in shapes):
-        what = "a tuple of factors, each " if method in ("factor", "descent") else ""
-        raise ValueError(
-            f"`init` must be {what}a (B, rows, cols) array: a leading batch axis over "
-            f"matrices; got shapes {shapes}"
-        )
-    _members(init, "init")
-    if "depth" in bound.arguments:
-        bound.arguments["depth"] = _checks.depth(bound.arguments["depth"])
-    full = inspect.signature(solve_one).bind(*bound.args, **bound.kwargs)
-    full.apply_defaults()
-    a = full.arguments
-    if method in ("factor", "descent"):
-        ws = _checks.factors(first, "init")
-        _checks.fits_loss(loss, (ws[-1].shape[0], ws[0].shape[1]), "init")
-        system = _FactorSystem(loss, len(ws))
-    else:
-        W = _checks.as_float_array("init", first, ndim=2)
-        _checks.fits_loss(loss, W.shape, "init")
-        system = _EndToEndSystem(loss, a["depth"])
-    dtype = jax.tree_util.tree_leaves(first)[0].dtype
-    if method in ("factor", "end_to_end"):
-        if method == "end_to_end":
-            decomposition_name(a["decomposition"])
-        atol = a["atol"]
-        if atol is None:  # the end-to-end default, >= the smallest normal float
-            _checks.real_scalar("rtol", a["rtol"])
-            atol = float(np.finfo(dtype).tiny)
-        prepare(
-            jax.tree_util.tree_map(np.asarray, first), t0=a["t0"], t1=a["t1"],
-            ts=a["ts"], solver=a["solver"], rtol=a["rtol"], atol=atol,
-            max_steps=a["max_steps"], dt0=a["dt0"],
-            stepsize_controller=a["stepsize_controller"],
-            loss_threshold=a["loss_threshold"], steady_state=a["steady_state"],
-            loss=loss,
-        )
-    else:
-        check_options(a["lr"], a["steps"], a["save_every"], a["optimizer"], dtype)
-    _finite_initial_losses(system, init, "init")
-    return tuple(bound.args[2:]), dict(bound.kwargs)
-
-
-def _take(tree, index):
-    return jax.tree_util.tree_map(lambda x: x[index], tree)
+    return METHODS[method].flow
 
 
 def _resolve_devices(devices) -> tuple:
@@ -255,7 +100,9 @@ def solve_batch(
       leading batch axis), `"end_to_end"` ([`lnn_flow.end_to_end_flow`][], `init` =
       end-to-end matrices `(B, d_n, d_0)`), `"descent"`
       ([`lnn_flow.gradient_descent`][]), `"end_to_end_descent"`
-      ([`lnn_flow.end_to_end_descent`][]), or any callable
+      ([`lnn_flow.end_to_end_descent`][]), `"symmetric"`, `"symmetric_factor"`
+      (Exercise 2's flows of `lnn_flow.theory`; any method of
+      `lnn_flow._methods.METHODS`), or any callable
       `solve(loss, init_one, *args, **kwargs)` returning a pytree of arrays.
     - `loss`, `*args`, `**kwargs`: passed to the method unchanged for every member, e.g.
       `solve_batch("end_to_end", loss, W0s, depth, t1, ts, rtol=1e-10)`. A loss from
@@ -286,7 +133,7 @@ def solve_batch(
     solve_one = _method(method)
     size = batch_size(init)
     devices = _resolve_devices(devices)
-    args, kwargs = _check_on_host(method, solve_one, loss, init, args, kwargs)
+    args, kwargs = check_on_host(method, solve_one, loss, init, args, kwargs)
     if isinstance(chunk_size, str) and chunk_size == "auto":
         chunk_size = auto_chunk_size(size, devices)
     if chunk_size is not None and (
@@ -311,39 +158,38 @@ def solve_pool(
     round_steps: int = 32,
     devices: Sequence[jax.Device] | None = None,
     **kwargs: Any,
-) -> tuple[FlowSolution, PoolStats]:
-    """Like [`lnn_flow.solve_batch`][], for `"factor"` or `"end_to_end"`, with refilled
-    slots: each device solves its seeds `slots` at a time in rounds of at most
-    `round_steps` steps, and a member that finishes hands its slot to the next
-    pending seed inside the compiled loop (see `lnn_flow._pool`). Use it when seeds
+) -> FlowSolution:
+    """Like [`lnn_flow.solve_batch`][], for a registered ODE flow (`"factor"`,
+    `"end_to_end"`, `"symmetric"`, `"symmetric_factor"`), with refilled slots: each
+    device solves its seeds `slots` at a time in rounds of at most `round_steps`
+    steps, and a member that finishes hands its slot to the next pending seed inside
+    the compiled loop (see `lnn_flow._pool`). Use it when seeds
     need very different numbers of steps (plateaus of different lengths, loss stops):
     no slot idles while seeds are pending.
 
-    **Returns:** `(solution, stats)`: the batched [`lnn_flow.FlowSolution`][] (member
+    **Returns:** the batched [`lnn_flow.FlowSolution`][], as `solve_batch` does (member
     `i` is `init[i]` solved alone, to the solver's tolerance: its steps differ where
-    rounds end; `max_steps` is checked between rounds) and a `PoolStats` with
-    `utilization` (useful steps over slot-steps), summed over devices.
+    rounds end; `max_steps` is checked between rounds), with the slots' work in
+    `solution.pool` (a [`lnn_flow.PoolStats`][]: `utilization` = useful steps over
+    slot-steps, summed over devices; the totals are repeated for every member, so
+    `solution.pool.utilization[0]` is the pool's).
     """
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
         raise ValueError(f"`slots` must be a positive integer; got {slots!r}")
     if isinstance(round_steps, bool) or not isinstance(round_steps, int) or round_steps < 1:
         raise ValueError(f"`round_steps` must be a positive integer; got {round_steps!r}")
-    if not isinstance(method, str):
-        raise ValueError(f"`method` must be 'factor' or 'end_to_end'; got {method!r}")
-    if method not in ("factor", "end_to_end"):
-        raise ValueError(
-            f"`method` must be one of ['end_to_end', 'factor'] for a refilled solve; "
-            f"got {method!r}"
-        )
+    entry = lookup(method, pool=True)
     size = batch_size(init)
     devices = _resolve_devices(devices)
-    args, kwargs = _check_on_host(method, METHODS[method], loss, init, args, kwargs)
+    args, kwargs = check_on_host(method, entry.flow, loss, init, args, kwargs)
     dynamic, static = eqx.partition(
         (method, loss, init, _trace_floats(args), _trace_floats(kwargs)), eqx.is_array
     )
     solution, stats = _dispatch(dynamic, static, size, devices, None, (slots, round_steps))
-    stats = jax.tree_util.tree_map(lambda x: jnp.sum(x), stats)
-    return solution, stats
+    # Totals over devices, repeated for every member: the solution stays a batch along
+    # its leading axis in every leaf, so indexing or mapping over members keeps working.
+    stats = jax.tree_util.tree_map(lambda x: jnp.full(size, jnp.sum(x)), stats)
+    return dataclasses.replace(solution, pool=stats)
 
 
 def _dispatch(dynamic, static, size, devices, chunk_size, pool):
@@ -373,9 +219,9 @@ def _pooled(method, loss, args, kwargs, pool):
     slots, round_steps = pool
 
     def run(members):
-        system, atols, options = pool_problem(method, loss, members, args, kwargs)
+        system, states, atols, options = pool_problem(method, loss, members, args, kwargs)
         solution, stats = pooled_solve(
-            system, members, atols, **options, slots=slots, round_steps=round_steps
+            system, states, atols, **options, slots=slots, round_steps=round_steps
         )
         # One row per device, so shard_map can stack them along the batch axis.
         return solution, jax.tree_util.tree_map(lambda x: x[None], stats)

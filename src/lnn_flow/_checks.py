@@ -152,24 +152,35 @@ def dims(value: Sequence[int], name: str = "dims") -> tuple[int, ...]:
     return out
 
 
-def depth(value, name: str = "depth") -> int:
-    """A positive Python integer (integral floats accepted): a static structure size."""
+def positive_int(name: str, value, minimum: int = 1, *, integral_floats: bool = True) -> int:
+    """`value` as a Python `int >= minimum`; errors name the caller's argument `name`.
+
+    The one check for counts and static sizes (depth, rank, steps, ...). Sizes fix the
+    structure of a compiled function, so a traced value is refused. With
+    `integral_floats` (the default), integral floats and 0-d arrays (`2.0`,
+    `np.int64(2)`) are accepted; without, only `int` and NumPy integers are (a count
+    such as `steps` given as `2.0` is more likely a mix-up than a count).
+    """
     if not is_concrete(value):
         raise TypeError(
             f"`{name}` must be a Python integer (it fixes the structure); got a traced "
             "value"
         )
-    arr = np.asarray(value) if not isinstance(value, (str, bytes)) else None
-    if (
-        arr is None
-        or arr.ndim != 0
-        or arr.dtype.kind not in "iuf"
-        or not np.isfinite(arr)
-        or int(arr) != arr
-    ):
+    if integral_floats:
+        arr = np.asarray(value) if not isinstance(value, (str, bytes)) else None
+        bad = (
+            arr is None
+            or arr.ndim != 0
+            or arr.dtype.kind not in "iuf"
+            or not np.isfinite(arr)
+            or int(arr) != arr
+        )
+    else:
+        bad = isinstance(value, bool) or not isinstance(value, (int, np.integer))
+    if bad:
         raise TypeError(f"`{name}` must be an integer; got {value!r}")
-    if value < 1:
-        raise ValueError(f"`{name}` must be >= 1; got {value}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
     return int(value)
 
 

@@ -16,9 +16,11 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 from . import _checks
 from ._descent import _run
 from ._end_to_end import _EndToEndSystem
-from ._factor import _FactorSystem, factor_vector_field
-from ._network import Factors, end_to_end, unbalancedness
-from ._solution import FlowSolution, Loss
+from ._spectral import decomposition_name
+from ._factor import _FactorSystem
+from ._network import Factors, end_to_end, factor_gradient, unbalancedness
+from ._result import FlowSolution
+from ._system import Loss
 from .init import balanced
 
 
@@ -44,6 +46,7 @@ def max_distance_to_flow(
     steps: int,
     *,
     relative: bool = False,
+    decomposition: str = "svd",
 ) -> Float[Array, ""]:
     """`max_{k <= steps} ||W_k - W_flow(k * lr)||_F`: the largest distance of plain
     gradient descent with step `lr` from the flow, over the horizon `[0, steps * lr]`.
@@ -56,12 +59,15 @@ def max_distance_to_flow(
     `max_k ||W_flow(k * lr)||_F`, the scale of the trajectory (the relative end-to-end
     error over the whole trajectory). `inf` if descent diverges. The flow and `lr` are
     traced: a new flow or step size of the same shapes does not recompile.
+    `decomposition` (`"svd"` or `"gram"`, as in [`lnn_flow.end_to_end_vector_field`][])
+    is the end-to-end descent's; pass the one the flow was solved with.
     """
     if flow.solution is None:
         raise ValueError("`flow` has no dense output: solve it with `dense=True`")
+    decomposition = decomposition_name(decomposition)
     if flow.factors is None:
         init = _checks.finite("init", _checks.as_float_array("init", init, ndim=2))
-        system = _EndToEndSystem(loss, flow.depth)
+        system = _EndToEndSystem(loss, flow.depth, decomposition)
     else:
         init = _checks.factors(init, "init")
         system = _FactorSystem(loss, len(init))
@@ -108,6 +114,7 @@ def distance_vs_lr(
     horizon: float,
     *,
     relative: bool = False,
+    decomposition: str = "svd",
 ) -> OrderFit:
     """[`lnn_flow.max_distance_to_flow`][] over `[0, horizon]` for each step size in
     `lrs` (`round(horizon / lr)` steps each; each distinct step count compiles once),
@@ -121,7 +128,9 @@ def distance_vs_lr(
     lrs = np.asarray([horizon / n for n in steps])  # land exactly on the horizon
     distances = jnp.stack(
         [
-            max_distance_to_flow(loss, flow, init, lr, n, relative=relative)
+            max_distance_to_flow(
+                loss, flow, init, lr, n, relative=relative, decomposition=decomposition
+            )
             for lr, n in zip(lrs, steps)
         ]
     )
@@ -166,7 +175,9 @@ def unbalancedness_step(
     Descent therefore creates unbalancedness of order `eta^2` per step (Remark 2 needs it
     small), which vanishes in the flow limit.
     """
-    grads = tuple(-g for g in factor_vector_field(loss, ws))
+    ws = _checks.factors(ws, "ws")
+    _checks.fits_loss(loss, (ws[-1].shape[0], ws[0].shape[1]), "ws")
+    grads = factor_gradient(loss, ws)
     lr = _checks.positive("lr", _checks.as_float_array("lr", lr, ndim=0))
     return tuple(
         lr**2 * (grads[j + 1].T @ grads[j + 1] - grads[j] @ grads[j].T)

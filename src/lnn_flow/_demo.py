@@ -1,7 +1,7 @@
 """The built-in default study: matrix sensing solved by both flows at depths 1-3.
 
 `demo_report` returns it as a `Report` (table, figure of both flows over time,
-summary); `matrix_sensing_study` returns the table's rows alone.
+summary).
 """
 
 import time
@@ -11,9 +11,8 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matplotlib.figure import Figure
 
-from . import init, problems
+from . import _figures, _table, init, problems
 from ._end_to_end import default_atol, end_to_end_flow
 from ._factor import factor_flow
 from ._network import unbalancedness_matrices
@@ -88,26 +87,6 @@ def _study(dim, rank, num_measurements, scale, t1, depths, num_saves, seed):
     return rows, curves
 
 
-def matrix_sensing_study(
-    dim: int = 20,
-    rank: int = 2,
-    num_measurements: int = 160,
-    scale: float = 1e-3,
-    t1: float = 60.0,
-    depths: tuple[int, ...] = (1, 2, 3),
-    num_saves: int = 61,
-    seed: int = 0,
-) -> list[dict]:
-    """Solve one matrix-sensing problem (eq. 9) by the factor flow (eq. 2) and the
-    end-to-end flow (Theorem 1) from the same balanced near-zero init, per depth.
-
-    Returns one row per depth: final losses, the largest gap between the product of
-    the factor trajectory and the end-to-end trajectory over the saves, the drift of
-    the conserved unbalancedness (Lemma 1), distance to the ground truth, steps, times.
-    """
-    return _study(dim, rank, num_measurements, scale, t1, depths, num_saves, seed)[0]
-
-
 def describe(dim, rank, num_measurements, scale, t1, rows) -> str:
     """What was solved, with the tolerances the solves used (not fixed prose)."""
     atol_text = ", ".join(dict.fromkeys(f"{r['atol_end_to_end']:.1e}" for r in rows))
@@ -130,8 +109,14 @@ def demo_report(
     num_saves: int = 61,
     seed: int = 0,
 ) -> Report:
-    """`matrix_sensing_study` as a report folder: the table, a figure of both flows
-    over time (loss, the factor/end-to-end gap, Lemma 1's conserved quantities)."""
+    """Solve one matrix-sensing problem (eq. 9) by the factor flow (eq. 2) and the
+    end-to-end flow (Theorem 1) from the same balanced near-zero init, per depth, as a
+    report folder.
+
+    The table has one row per depth: final losses, the largest gap between the product
+    of the factor trajectory and the end-to-end trajectory over the saves, the drift of
+    the conserved unbalancedness (Lemma 1), distance to the ground truth, steps, times.
+    The figure shows both flows over time (loss, the factor/end-to-end gap, Lemma 1's conserved quantities)."""
     rows, curves = _study(dim, rank, num_measurements, scale, t1, depths, num_saves,
                           seed)
     return Report(
@@ -144,68 +129,28 @@ def demo_report(
             "(Lemma 1 says 0); seconds include compilation (first call per shape)."
         ),
         tables={"demo": rows},
-        figures={"flows": _figure(curves)},
+        figures={"flows": _figures.demo_figure(curves, FACTOR_ATOL)},
         parameters=dict(dim=dim, rank=rank, num_measurements=num_measurements,
                         scale=scale, t1=t1, depths=list(depths), num_saves=num_saves,
                         seed=seed),
     )
 
 
-def _positive(values):
-    """Values for a log axis: zeros (e.g. exact agreement at t = 0) are masked."""
-    values = np.asarray(values, float)
-    return np.where(values > 0, values, np.nan)
-
-
-def _figure(curves) -> Figure:
-    fig = Figure(figsize=(13, 4))
-    left, middle, right = fig.subplots(1, 3)
-    for i, (depth, c) in enumerate(curves.items()):
-        color = f"C{i}"
-        left.semilogy(c["ts"], c["loss_factor"], color=color,
-                      label=f"n = {depth}: factor flow")
-        # Markers: the two flows agree to ~the tolerance, so a plain line would hide.
-        left.semilogy(c["ts"], c["loss_end_to_end"], "x", ms=4, markevery=5,
-                      color=color, label=f"n = {depth}: end-to-end flow")
-        middle.semilogy(c["ts"], _positive(c["gap"]), color=color, label=f"n = {depth}")
-        if depth >= 2:
-            right.semilogy(c["ts"], _positive(c["unbalancedness"]), color=color,
-                           label=f"n = {depth}: max_j ||D_j(t)||_F")
-    for ax in (middle, right):
-        ax.axhline(FACTOR_ATOL, color="k", ls=":", lw=0.8,
-                   label=f"factor flow atol {FACTOR_ATOL:.0e}")
-    left.set(xlabel="t", ylabel="loss l(W(t))", title="loss along both flows")
-    middle.set(xlabel="t", ylabel="max_ij |(W_n...W_1 - W)_ij|",
-               title="factor vs end-to-end gap\n(Theorem 1: zero)")
-    right.set(xlabel="t", ylabel="Frobenius norm",
-              title="D_j = W_{j+1}^T W_{j+1} - W_j W_j^T\n(Lemma 1: constant; "
-              "balanced init: zero)")
-    for ax in (left, middle, right):
-        ax.legend(fontsize=7)
-    if not any(depth >= 2 for depth in curves):
-        right.text(0.5, 0.5, "depth 1 only: no D_j", ha="center",
-                   transform=right.transAxes)
-    fig.tight_layout()
-    return fig
-
-
 def format_table(rows: list[dict]) -> str:
-    header = (
-        f"{'depth':>5} {'loss (factor)':>14} {'loss (e2e)':>11} {'max gap':>9} "
-        f"{'unbal. t0':>9} {'drift':>9} {'rel.err W*':>10} {'steps f/e2e':>11} "
-        f"{'s f/e2e*':>11} {'ok':>3}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r['depth']:>5} {r['loss_factor']:>14.3e} {r['loss_end_to_end']:>11.3e} "
-            f"{r['max_gap']:>9.1e} {r['unbalancedness_t0']:>9.1e} "
-            f"{r['unbalancedness_drift']:>9.1e} {r['relative_error_to_truth']:>10.3e} "
-            f"{r['steps_factor']:>5}/{r['steps_end_to_end']:<5} "
-            f"{r['seconds_factor']:>5.2f}/{r['seconds_end_to_end']:<5.2f} "
-            f"{'yes' if r['success'] else 'NO':>3}"
-        )
-    lines.append("* wall seconds including compilation (first call per shape)")
-    return "\n".join(lines)
-
-
+    """The demo's rows for a terminal, each quantity at the precision it is read at
+    (losses to 4 digits, agreement gaps to 2), via the one table printer."""
+    header = ["depth", "loss (factor)", "loss (e2e)", "max gap", "unbal. t0", "drift",
+              "rel.err W*", "steps f/e2e", "s f/e2e*", "ok"]
+    body = [
+        [
+            str(r["depth"]), f"{r['loss_factor']:.3e}", f"{r['loss_end_to_end']:.3e}",
+            f"{r['max_gap']:.1e}", f"{r['unbalancedness_t0']:.1e}",
+            f"{r['unbalancedness_drift']:.1e}", f"{r['relative_error_to_truth']:.3e}",
+            f"{r['steps_factor']}/{r['steps_end_to_end']}",
+            f"{r['seconds_factor']:.2f}/{r['seconds_end_to_end']:.2f}",
+            "yes" if r["success"] else "NO",
+        ]
+        for r in rows
+    ]
+    footer = "* wall seconds including compilation (first call per shape)"
+    return _table.aligned(header, body, rule=True) + "\n" + footer

@@ -20,15 +20,16 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
 from . import _checks
 from ._end_to_end import _EndToEndSystem
+from ._spectral import decomposition_name
 from ._factor import _FactorSystem
-from ._solution import FlowSolution, Loss, SolverStats, _all_finite
+from ._result import FlowSolution, SolverStats, all_finite
+from ._system import Loss
 
 # observe(t, y, args) -> a vector reduced by max over every iterate of a run.
 Observer = Callable[[Float[Array, ""], PyTree[Array], PyTree], Float[Array, " r"]]
@@ -99,6 +100,7 @@ def end_to_end_descent(
     *,
     save_every: int = 1,
     optimizer: optax.GradientTransformation | None = None,
+    decomposition: str = "svd",
 ) -> FlowSolution:
     """The discretized end-to-end dynamics of Claim 1:
 
@@ -107,13 +109,13 @@ def end_to_end_descent(
     i.e. forward Euler on Theorem 1 (eq. 3, vectorized as eq. 6) with the step `lr`.
     `depth=1` gives `P = I`: plain gradient descent on `l` (the "linear" model of
     Claim 1). Arguments and result as in [`lnn_flow.gradient_descent`][], with
-    `result.factors` None.
+    `result.factors` None; `decomposition` as in [`lnn_flow.end_to_end_flow`][].
     """
-    depth = _checks.depth(depth)
+    depth = _checks.positive_int("depth", depth)
     W0 = _checks.non_empty("W0", _checks.as_float_array("W0", W0, ndim=2))
     W0 = _checks.finite("W0", W0)
     _checks.fits_loss(loss, W0.shape, "W0")
-    system = _EndToEndSystem(loss, depth)
+    system = _EndToEndSystem(loss, depth, decomposition_name(decomposition))
     W0 = _checks.finite_initial_loss("W0", system, W0)
     return _run(system, W0, lr, steps, save_every, optimizer)[0]
 
@@ -144,22 +146,14 @@ def check_options(lr, steps, save_every, optimizer, dtype):
     optimizer or None."""
     _checks.real_scalar("lr", lr)
     lr = _checks.positive("lr", _checks.as_float_array("lr", lr, ndim=0).astype(dtype))
-    steps = _count("steps", steps, minimum=1)
-    save_every = _count("save_every", save_every, minimum=1)
+    steps = _checks.positive_int("steps", steps, integral_floats=False)
+    save_every = _checks.positive_int("save_every", save_every, integral_floats=False)
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(
             "`optimizer` must be an optax GradientTransformation; got "
             f"{type(optimizer).__name__}"
         )
     return lr, steps, save_every
-
-
-def _count(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an integer; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
-    return int(value)
 
 
 @eqx.filter_jit
@@ -181,7 +175,7 @@ def _descend(system, y0, lr, observe_args, *, steps, save_every, optimizer, obse
         grads = jax.tree_util.tree_map(jnp.negative, system.vector_field(None, carry.y, None))
         updates, opt_state = transform.update(grads, carry.opt_state, carry.y)
         y = optax.apply_updates(carry.y, updates)
-        ok = carry.finite & _all_finite(y)
+        ok = carry.finite & all_finite(y)
         keep = lambda new, old: jax.tree_util.tree_map(
             lambda a, b: jnp.where(ok, a, b), new, old
         )

@@ -8,15 +8,19 @@ depth-`n` linear network trained by gradient flow follows an ODE of its own:
 equivalently `vec(dW/dt) = -P(W) vec(grad l(W))` with the preconditioner of Corollary 1.
 """
 
-import diffrax
+from typing import Unpack
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from . import _checks
-from ._solution import FlowSolution, Loss, solve
+from ._options import SolveKwargs, SolveOptions
+from ._result import FlowSolution
+from ._solve import solve
 from ._spectral import decomposition_name, power, reduced_svd
+from ._system import AbstractFlowSystem, Loss
 
 
 def end_to_end_vector_field(
@@ -39,8 +43,7 @@ def end_to_end_vector_field(
     accurate only while `s_min / s_max >> sqrt(max(d_n, d_0) * eps)`; see
     `_spectral.reduced_svd`).
     """
-    depth = _checks.depth(depth)
-    W = _checks.non_empty("W", _checks.as_float_array("W", W, ndim=2))
+    depth, W = _depth_and_matrix(depth, W)
     _checks.fits_loss(loss, W.shape, "W")
     return _field(loss, W, depth, decomposition_name(decomposition))
 
@@ -56,12 +59,17 @@ def apply_preconditioner(
     Corollary 1 applied to `G` without forming it (`vec` of the result is
     `P(W) vec(G)`), from one reduced SVD as in [`lnn_flow.end_to_end_vector_field`][].
     """
-    depth = _checks.depth(depth)
-    W = _checks.non_empty("W", _checks.as_float_array("W", W, ndim=2))
+    depth, W = _depth_and_matrix(depth, W)
     G = _checks.as_float_array("G", G, ndim=2)
     if G.shape != W.shape:
         raise ValueError(f"`G` must have the shape of `W` {tuple(W.shape)}; got {tuple(G.shape)}")
     return _precondition(W, G, depth, decomposition_name(decomposition))
+
+
+def _depth_and_matrix(depth, W) -> tuple[int, Float[Array, "dn d0"]]:
+    """`depth` a positive integer, `W` a non-empty real matrix (errors name them)."""
+    depth = _checks.positive_int("depth", depth)
+    return depth, _checks.non_empty("W", _checks.as_float_array("W", W, ndim=2))
 
 
 def _precondition(
@@ -91,8 +99,9 @@ def _field(
     return -_precondition(W, jax.grad(loss)(W), depth, decomposition)
 
 
-class _EndToEndSystem(eqx.Module):
-    """The ODE of Theorem 1 with state `W`."""
+class _EndToEndSystem(AbstractFlowSystem):
+    """The ODE of Theorem 1 with state `W`: the end-to-end matrix is the state, and it
+    holds no factors."""
 
     loss: Loss
     depth: int = eqx.field(static=True)
@@ -103,6 +112,9 @@ class _EndToEndSystem(eqx.Module):
 
     def end_to_end(self, W):
         return W
+
+    def default_atol(self, W0, rtol):
+        return default_atol(W0, rtol)
 
     def factors(self, W):
         return None
@@ -122,18 +134,8 @@ def end_to_end_flow(
     t1: float,
     ts: Float[ArrayLike, " k"] | None = None,
     *,
-    t0: float = 0.0,
-    solver: diffrax.AbstractSolver | None = None,
-    rtol: float = 1e-8,
-    atol: float | None = None,
-    max_steps: int = 16_384,
-    dt0: float | None = None,
-    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
-    loss_threshold: float | None = None,
-    steady_state: bool = False,
-    dense: bool = False,
-    progress_meter: diffrax.AbstractProgressMeter | None = None,
     decomposition: str = "svd",
+    **options: Unpack[SolveKwargs],
 ) -> FlowSolution:
     """Solve the end-to-end ODE of Theorem 1 (eq. 3) from `W0` with diffrax.
 
@@ -158,29 +160,10 @@ def end_to_end_flow(
     Refuses bad input as [`lnn_flow.factor_flow`][] does (`W0` complex, empty or
     non-finite, or a loss not finite at `W0`), before anything is solved.
     """
-    depth = _checks.depth(depth)
+    depth = _checks.positive_int("depth", depth)
     W0 = _checks.non_empty("W0", _checks.as_float_array("W0", W0, ndim=2))
     W0 = _checks.finite("W0", W0)
     _checks.fits_loss(loss, W0.shape, "W0")
-    if atol is None:
-        _checks.real_scalar("rtol", rtol)  # before it scales the default atol
-        atol = default_atol(W0, rtol)
-    return solve(
-        _EndToEndSystem(loss, depth, decomposition_name(decomposition)),
-        W0,
-        t0=t0,
-        t1=t1,
-        ts=ts,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        dt0=dt0,
-        stepsize_controller=stepsize_controller,
-        loss_threshold=loss_threshold,
-        steady_state=steady_state,
-        dense=dense,
-        progress_meter=progress_meter,
-        init_name="W0",
-    )
-
+    options = SolveOptions.from_kwargs(options)
+    system = _EndToEndSystem(loss, depth, decomposition_name(decomposition))
+    return solve(system, W0, t1, ts, options, init_name="W0")

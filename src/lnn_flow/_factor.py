@@ -5,19 +5,17 @@
 for the overparameterized objective `phi(W_1, ..., W_n) = l(W_n ... W_1)` of eq. (1).
 """
 
-import diffrax
+from typing import Unpack
+
 import equinox as eqx
-import jax
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import ArrayLike, Float
 
 from . import _checks
-from ._network import Factors, end_to_end
-from ._solution import FlowSolution, Loss, solve
-
-
-def overparameterized_objective(loss: Loss, ws: Factors) -> Float[Array, ""]:
-    """`phi(W_1, ..., W_n) = l(W_n ... W_1)` (eq. 1)."""
-    return loss(end_to_end(ws))
+from ._network import Factors, end_to_end, factor_gradient
+from ._options import SolveKwargs, SolveOptions
+from ._result import FlowSolution
+from ._solve import solve
+from ._system import AbstractFlowSystem, Loss
 
 
 def factor_vector_field(loss: Loss, ws: Factors) -> Factors:
@@ -29,12 +27,11 @@ def factor_vector_field(loss: Loss, ws: Factors) -> Factors:
 
 
 def _field(loss: Loss, ws: Factors) -> Factors:
-    grads = jax.grad(overparameterized_objective, argnums=1)(loss, ws)
-    return tuple(-g for g in grads)
+    return tuple(-g for g in factor_gradient(loss, ws))
 
 
-class _FactorSystem(eqx.Module):
-    """The ODE of eq. (2) with state `(W_1, ..., W_n)`."""
+class _FactorSystem(AbstractFlowSystem):
+    """The ODE of eq. (2) with state `(W_1, ..., W_n)`: the factors are the state."""
 
     loss: Loss
     depth: int = eqx.field(static=True)
@@ -54,18 +51,7 @@ def factor_flow(
     ws0: tuple[Float[ArrayLike, "_ _"], ...],
     t1: float,
     ts: Float[ArrayLike, " k"] | None = None,
-    *,
-    t0: float = 0.0,
-    solver: diffrax.AbstractSolver | None = None,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
-    max_steps: int = 16_384,
-    dt0: float | None = None,
-    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
-    loss_threshold: float | None = None,
-    steady_state: bool = False,
-    dense: bool = False,
-    progress_meter: diffrax.AbstractProgressMeter | None = None,
+    **options: Unpack[SolveKwargs],
 ) -> FlowSolution:
     """Solve the gradient flow of eq. (2) on the factors `ws0 = (W_1, ..., W_n)`.
 
@@ -75,11 +61,15 @@ def factor_flow(
       `lnn_flow.losses` or any JAX-traceable callable.
     - `ws0`: initial factors, `W_j` of shape `(d_j, d_{j-1})`.
     - `t1`: final time (> `t0`). `ts`: save times in `[t0, t1]`; `None` saves `t0, t1`.
+    - `**options`: the solve options ([`lnn_flow._options.SolveOptions`][], defaults
+      in `DEFAULTS` there), the same for every flow:
+    - `t0`: start time (0).
     - `solver`: any diffrax solver; default `diffrax.Tsit5()` (5th-order explicit
       Runge-Kutta: gradient flows from near-zero init are non-stiff for most of their
       course). Solvers without an error estimate (e.g. `diffrax.Euler()`) need `dt0`
       and take constant steps.
-    - `rtol`, `atol`: tolerances of the PID step-size controller.
+    - `rtol`, `atol`: tolerances of the PID step-size controller (defaults 1e-8 and,
+      with `atol=None`, the system's own: 1e-10 here; the end-to-end flow scales it).
     - `max_steps`: step budget; reaching it ends the solve with `success == False`
       and keeps what was computed. With `dense=True` memory grows with `max_steps`.
     - `loss_threshold`: stop when the loss falls to this value (a diffrax `Event`,
@@ -99,27 +89,11 @@ def factor_flow(
     **Raises** `ValueError`/`TypeError` naming the argument, before anything is solved,
     for: complex, boolean, empty or non-finite factors, factors of mixed dtypes, a
     loss that is not a finite real scalar at `ws0`, and the option checks of
-    `lnn_flow._solution.prepare` (times, tolerances finer than the dtype resolves,
+    `lnn_flow._options.prepare` (times, tolerances finer than the dtype resolves,
     a negative `loss_threshold` for a loss of `lnn_flow.losses`).
     """
     ws0 = _checks.factors(ws0, "ws0")
     ws0 = tuple(_checks.finite(f"ws0[{j}]", w) for j, w in enumerate(ws0))
     _checks.fits_loss(loss, (ws0[-1].shape[0], ws0[0].shape[1]), "ws0")
-    return solve(
-        _FactorSystem(loss, len(ws0)),
-        ws0,
-        t0=t0,
-        t1=t1,
-        ts=ts,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        dt0=dt0,
-        stepsize_controller=stepsize_controller,
-        loss_threshold=loss_threshold,
-        steady_state=steady_state,
-        dense=dense,
-        progress_meter=progress_meter,
-        init_name="ws0",
-    )
+    options = SolveOptions.from_kwargs(options)
+    return solve(_FactorSystem(loss, len(ws0)), ws0, t1, ts, options, init_name="ws0")

@@ -1,8 +1,10 @@
-"""Deep linear networks: the end-to-end matrix (Definition 2) and unbalancedness
-(Definition 1, Lemma 1)."""
+"""Deep linear networks: the end-to-end matrix (Definition 2), the overparameterized
+objective (eq. 1) and its gradient, and unbalancedness (Definition 1, Lemma 1)."""
 
 import functools
+from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -18,6 +20,23 @@ def end_to_end(ws: Factors) -> Float[Array, "dn d0"]:
     """
     ws = _checks.factors(ws)
     return functools.reduce(lambda acc, w: w @ acc, ws[1:], ws[0])
+
+
+def overparameterized_objective(
+    loss: Callable[[Float[Array, "dn d0"]], Float[Array, ""]], ws: Factors
+) -> Float[Array, ""]:
+    """`phi(W_1, ..., W_n) = l(W_n ... W_1)` (eq. 1)."""
+    return loss(end_to_end(ws))
+
+
+def factor_gradient(
+    loss: Callable[[Float[Array, "dn d0"]], Float[Array, ""]], ws: Factors
+) -> Factors:
+    """`(d phi/d W_1, ..., d phi/d W_n)`, `d phi/d W_j = W_{n:j+1}^T grad l(W_{n:1})
+    W_{j-1:1}^T` (eq. 2 is `dW_j/dt = -d phi/d W_j`), by reverse-mode autodiff through
+    the product. The one place the factor gradient is written: the factor flow,
+    gradient descent, the landscape checks and the descent's unbalancedness step use it."""
+    return jax.grad(overparameterized_objective, argnums=1)(loss, ws)
 
 
 def unbalancedness_matrices(ws: Factors) -> tuple[Float[Array, "_ _"], ...]:

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from . import _checks
 from .losses import MatrixCompletion
 
 
@@ -51,9 +52,8 @@ def min_nuclear_norm_completion(
         raise TypeError("`loss` must be a lnn_flow.losses.MatrixCompletion")
     if not rtol > 0:
         raise ValueError(f"`rtol` must be > 0; got {rtol}")
-    if int(max_iterations) < 1:
-        raise ValueError(f"`max_iterations` must be >= 1; got {max_iterations}")
-    return _admm(loss, jnp.asarray(rtol, loss.values.dtype), int(max_iterations))
+    max_iterations = _checks.positive_int("max_iterations", max_iterations)
+    return _admm(loss, jnp.asarray(rtol, loss.values.dtype), max_iterations)
 
 
 @eqx.filter_jit

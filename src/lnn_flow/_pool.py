@@ -11,10 +11,14 @@ Between rounds, inside the same compiled `lax.while_loop`, every member that fin
 result and hands its slot to the next pending seed. When no seed is pending, the members
 still running move to narrower loops (a quarter, then a sixteenth of the slots) as they
 thin out. Idle slot-steps are then bounded by the rounds' ragged ends and the drain.
+
+The slots and their rounds are `lnn_flow._slots`; here are the loop around them
+(`pooled_solve`: `_body` per round, `_drain_widths` and `_narrow` for the drain), the
+results table (`_blank_results`, `_write`) and the final `_assemble`.
 """
 
-import inspect
-from typing import Any
+import dataclasses
+from functools import partial
 
 import diffrax
 import equinox as eqx
@@ -23,44 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
-from . import _checks
-from ._end_to_end import _EndToEndSystem, default_atol, end_to_end_flow
-from ._factor import _FactorSystem, factor_flow
-from ._solution import (
-    FlowSolution, assemble, controller, diverged_flag, prepare, stop_event, stop_flags,
-)
-from ._spectral import decomposition_name
+from ._slots import _Pool, _Segment, _Slots, _first_slots, _refill, _segment, _select, _take
+from ._methods import arguments, lookup
+from ._options import prepare
+from ._result import FlowSolution, PoolStats
+from ._solve import assemble
+from ._system import FIXED_ATOL
 
 _MAX_STEPS = diffrax.RESULTS.max_steps_reached
 _MIN_DRAIN_WIDTH = 1
-
-
-class PoolStats(eqx.Module):
-    """Work of a refilled solve: `utilization = member_steps / slot_steps`."""
-
-    rounds: Int[Array, ""]
-    # Steps the members took (accepted and rejected), summed.
-    member_steps: Int[Array, ""]
-    # Steps the slots were stepped for: each round costs `slots` times the steps of its
-    # slowest member, as a vmapped while loop runs until its last member stops.
-    slot_steps: Int[Array, ""]
-
-    @property
-    def utilization(self) -> Float[Array, ""]:
-        return self.member_steps / jnp.maximum(self.slot_steps, 1)
-
-
-class _Slots(eqx.Module):
-    seed: Int[Array, " s"]  # the seed each slot solves; `num_seeds` marks an empty slot
-    y: PyTree[Array]
-    t: Float[Array, " s"]
-    dt: Float[Array, " s"]
-    atol: Float[Array, " s"]
-    solver_state: PyTree[Array]
-    controller_state: PyTree[Array]
-    num_steps: Int[Array, " s"]
-    num_accepted: Int[Array, " s"]
-    rounds: Int[Array, " s"]
 
 
 class _Results(eqx.Module):
@@ -77,15 +52,125 @@ class _Results(eqx.Module):
     rounds: Int[Array, " n"]  # diffeqsolve calls each seed was solved in
 
 
-def _take(tree, index):
-    return jax.tree_util.tree_map(lambda x: x[index], tree)
+def _blank_results(init: PyTree[Array], k: int) -> _Results:
+    """Results before any round: NaN saves and finals, nothing written."""
+    n = jax.tree_util.tree_leaves(init)[0].shape[0]
+    blank = lambda x: jnp.full((n, k) + x.shape[1:], jnp.nan, x.dtype)
+    return _Results(
+        jax.tree_util.tree_map(blank, init),
+        jnp.zeros((n, k), bool),
+        jax.tree_util.tree_map(lambda x: jnp.full_like(x, jnp.nan), init),
+        jnp.full(n, jnp.nan),
+        jax.tree_util.tree_map(lambda v: jnp.full(n, v), diffrax.RESULTS.successful),
+        jnp.zeros(n, bool),
+        jnp.zeros(n, bool),
+        jnp.zeros(n, bool),
+        jnp.zeros(n, int),
+        jnp.zeros(n, int),
+        jnp.zeros(n, int),
+    )
 
 
-def _select(mask, new, old):
-    def one(a, b):
-        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)), a, b)
+def _write(results: _Results, state: _Slots, seg: _Segment, active, done) -> _Results:
+    """`results` with the saves of every active slot and the finals of the finished
+    (`done`) ones; empty slots' index is out of range and dropped."""
+    n = results.t_final.shape[0]
+    seed = jnp.where(active, state.seed, n)
+    old = _take(results.saved, jnp.minimum(seed, n - 1))
+    merged = _select(seg.written, seg.saved_ys, old)
+    put = lambda a, x: a.at[seed].set(x, mode="drop")
+    put_done = lambda a, x: a.at[jnp.where(done, seed, n)].set(x, mode="drop")
+    return _Results(
+        jax.tree_util.tree_map(put, results.saved, merged),
+        put(results.written, seg.written | results.written[jnp.minimum(seed, n - 1)]),
+        jax.tree_util.tree_map(put_done, results.y_final, seg.y),
+        put_done(results.t_final, seg.t),
+        jax.tree_util.tree_map(put_done, results.result, seg.result),
+        put_done(results.stopped, seg.stopped),
+        put_done(results.at_rest, seg.at_rest),
+        put_done(results.diverged, seg.diverged),
+        put_done(results.num_steps, state.num_steps),
+        put_done(results.num_accepted, state.num_accepted),
+        put_done(results.rounds, state.rounds),
+    )
 
-    return jax.tree_util.tree_map(one, new, old)
+
+def _all_finite(y: PyTree[Array]) -> Bool[Array, " s"]:
+    """Per slot: every entry of its state is finite."""
+    return jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1)
+                   for x in jax.tree_util.tree_leaves(y)]),
+        axis=0,
+    )
+
+
+def _body(pool: _Pool, carry):
+    """One round: every slot steps (`_segment`), the finished members write their
+    results (`_write`) and hand their slots to the next pending seeds (`_refill`)."""
+    state, results, next_seed, stats = carry
+    num_seeds, width = pool.num_seeds, state.seed.shape[0]
+    seg = jax.vmap(partial(_segment, pool))(
+        state.y, state.t, state.dt, state.atol, state.solver_state, state.controller_state
+    )
+    active = state.seed < num_seeds
+    steps = jnp.where(active, seg.num_steps, 0)
+    state = _Slots(
+        state.seed, seg.y, seg.t, seg.dt, state.atol, seg.solver_state,
+        seg.controller_state, state.num_steps + steps,
+        state.num_accepted + jnp.where(active, seg.num_accepted, 0), state.rounds + active,
+    )
+    ran_out = state.num_steps >= pool.max_steps
+    # A member whose steps overflowed or stalled (`diverged`) keeps its rounds until
+    # `max_steps`, as a solve alone would.
+    done = active & ((seg.result != _MAX_STEPS) | ran_out | ~_all_finite(seg.y))
+    results = _write(results, state, seg, active, done)
+    order = jnp.cumsum(done) - 1
+    new_seeds = jnp.where(done, jnp.minimum(next_seed + order, num_seeds), state.seed)
+    state = jax.lax.cond(
+        jnp.any(done), lambda s: _refill(pool, s, done, new_seeds), lambda s: s, state
+    )
+    stats = PoolStats(
+        stats.rounds + 1,
+        stats.member_steps + jnp.sum(steps),
+        stats.slot_steps + width * jnp.max(steps),
+    )
+    return state, results, next_seed + jnp.sum(done), stats
+
+
+def _drain_widths(slots: int) -> list[int]:
+    """Loop widths: all `slots`, then (up to twice) a quarter of the previous width,
+    while that is at least `_MIN_DRAIN_WIDTH`."""
+    widths = [slots]
+    while len(widths) < 3 and widths[-1] >= 4 * _MIN_DRAIN_WIDTH:
+        widths.append(widths[-1] // 4)
+    return widths
+
+
+def _narrow(state: _Slots, width: int, num_seeds: int) -> _Slots:
+    """The first `width` slots, running ones first (stable: in slot order)."""
+    keep = jnp.argsort(state.seed >= num_seeds, stable=True)[:width]
+    return _take(state, keep)
+
+
+def _assemble(pool: _Pool, results: _Results) -> FlowSolution:
+    """The batched `FlowSolution`: `assemble` per member, as for a solve alone."""
+
+    def one(y0, saved, written, y_final, t_final, result, stopped, at_rest, diverged,
+            steps, accepted, rounds):
+        return assemble(
+            pool.system, pool.solver, ts=pool.ts, t0=pool.t0, y0=y0, saved_ys=saved,
+            written=written, t_final=t_final, y_final=y_final, result=result,
+            stopped=stopped, at_rest=at_rest, num_steps=steps,
+            num_accepted_steps=accepted, diverged=diverged,
+            stop_modes=(pool.loss_threshold is not None, pool.steady_state),
+            num_starts=rounds,
+        )
+
+    return jax.vmap(one)(
+        pool.init, results.saved, results.written, results.y_final, results.t_final,
+        results.result, results.stopped, results.at_rest, results.diverged,
+        results.num_steps, results.num_accepted, results.rounds,
+    )
 
 
 def pooled_solve(
@@ -114,247 +199,59 @@ def pooled_solve(
     restarts the controller from the last accepted step). `max_steps` is checked
     between rounds, so a member may take up to `round_steps - 1` more.
     """
-    num_seeds = jax.tree_util.tree_leaves(init)[0].shape[0]
+    pool = _Pool(
+        system, init, atol, t0, t1, ts, rtol, dt0, loss_threshold, solver,
+        stepsize_controller, steady_state, max_steps, round_steps,
+    )
+    num_seeds = pool.num_seeds
     slots = min(slots, num_seeds)
-    term = diffrax.ODETerm(system.vector_field)
-
-    def start(seed, active):
-        """Fresh solver and controller state for `seed` (empty slots idle at t1)."""
-        y = _take(init, jnp.minimum(seed, num_seeds - 1))
-        atol_i = atol[jnp.minimum(seed, num_seeds - 1)]
-        ctrl = controller(solver, stepsize_controller, rtol, atol_i)
-        tnext, controller_state = ctrl.init(
-            term, t0, t1, y, dt0, None, solver.func, solver.error_order(term)
-        )
-        t = jnp.where(active, t0, t1)
-        solver_state = solver.init(term, t, tnext, y, None)
-        return y, t, tnext - t0, atol_i, solver_state, controller_state
-
-    def refill(slots_state: _Slots, mask, seeds):
-        y, t, dt, atol_i, solver_state, controller_state = jax.vmap(start)(
-            seeds, seeds < num_seeds
-        )
-        fresh = _Slots(
-            seeds, y, t, dt, atol_i, solver_state, controller_state,
-            jnp.zeros_like(slots_state.num_steps), jnp.zeros_like(slots_state.num_accepted),
-            jnp.zeros_like(slots_state.rounds),
-        )
-        return _select(mask, fresh, slots_state)
-
-    def segment(y, t, dt, atol_i, solver_state, controller_state):
-        saveat = diffrax.SaveAt(
-            subs=[
-                diffrax.SubSaveAt(ts=jnp.clip(ts, t, t1)),
-                diffrax.SubSaveAt(t1=True),
-                diffrax.SubSaveAt(steps=True, fn=lambda t, y, args: t),
-            ],
-            solver_state=True,
-            controller_state=True,
-        )
-        event = stop_event(system, loss_threshold, steady_state, rtol, atol_i)
-        ctrl = controller(solver, stepsize_controller, rtol, atol_i)
-        sol = diffrax.diffeqsolve(
-            term,
-            solver,
-            t,
-            t1,
-            dt,
-            y,
-            saveat=saveat,
-            stepsize_controller=ctrl,
-            event=event,
-            max_steps=round_steps,
-            throw=False,
-            solver_state=solver_state,
-            controller_state=controller_state,
-            made_jump=False,
-        )
-        (saved_ts, final_ts, step_ts), (saved_ys, final_ys, _) = sol.ts, sol.ys
-        # Saves this round wrote: times at or after its start (earlier ones were
-        # clipped onto the start and belong to earlier rounds).
-        written = jnp.isfinite(saved_ts) & (ts >= t)
-        # The next round starts from the last step this one took (a rejected step
-        # may repeat a time, hence the last *positive* difference).
-        times = jnp.concatenate([t[None], step_ts])
-        widths = times[1:] - times[:-1]
-        taken = jnp.isfinite(widths) & (widths > 0)
-        last = jnp.max(jnp.where(taken, jnp.arange(widths.shape[0]), -1))
-        next_dt = jnp.where(last >= 0, widths[jnp.maximum(last, 0)], 0.5 * dt)
-        stopped, at_rest = stop_flags(event, sol)
-        return (
-            saved_ys, written, _take(final_ys, 0), final_ts[0], next_dt,
-            sol.solver_state, sol.controller_state, sol.result, stopped, at_rest,
-            diverged_flag(ctrl, sol.controller_state),
-            sol.stats["num_steps"], sol.stats["num_accepted_steps"],
-        )
-
-    def body(carry):
-        state, results, next_seed, stats = carry
-        width = state.seed.shape[0]
-        (saved_ys, written, y, t, dt, solver_state, controller_state, result, stopped,
-         at_rest, diverged, steps, accepted) = jax.vmap(segment)(
-            state.y, state.t, state.dt, state.atol, state.solver_state,
-            state.controller_state,
-        )
-        active = state.seed < num_seeds
-        steps = jnp.where(active, steps, 0)
-        state = _Slots(
-            state.seed, y, t, dt, state.atol, solver_state, controller_state,
-            state.num_steps + steps, state.num_accepted + jnp.where(active, accepted, 0),
-            state.rounds + active,
-        )
-        finite = jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1)
-                       for x in jax.tree_util.tree_leaves(y)]),
-            axis=0,
-        )
-        ran_out = state.num_steps >= max_steps
-        done = active & ((result != _MAX_STEPS) | ran_out | ~finite)
-        # A member whose steps overflowed or stalled (`diverged`) keeps its rounds
-        # until `max_steps`, as a solve alone would.
-        # Write saves of every active slot, finals of finished ones; empty slots'
-        # index is out of range and dropped.
-        seed = jnp.where(active, state.seed, num_seeds)
-        old = _take(results.saved, jnp.minimum(seed, num_seeds - 1))
-        merged = _select(written, saved_ys, old)
-        put = lambda a, x: a.at[seed].set(x, mode="drop")
-        put_done = lambda a, x: a.at[jnp.where(done, seed, num_seeds)].set(x, mode="drop")
-        results = _Results(
-            jax.tree_util.tree_map(put, results.saved, merged),
-            put(results.written, written | results.written[jnp.minimum(seed, num_seeds - 1)]),
-            jax.tree_util.tree_map(put_done, results.y_final, y),
-            put_done(results.t_final, t),
-            jax.tree_util.tree_map(put_done, results.result, result),
-            put_done(results.stopped, stopped),
-            put_done(results.at_rest, at_rest),
-            put_done(results.diverged, diverged),
-            put_done(results.num_steps, state.num_steps),
-            put_done(results.num_accepted, state.num_accepted),
-            put_done(results.rounds, state.rounds),
-        )
-        order = jnp.cumsum(done) - 1
-        new_seeds = jnp.where(done, jnp.minimum(next_seed + order, num_seeds), state.seed)
-        state = jax.lax.cond(
-            jnp.any(done), lambda s: refill(s, done, new_seeds), lambda s: s, state
-        )
-        stats = PoolStats(
-            stats.rounds + 1,
-            stats.member_steps + jnp.sum(steps),
-            stats.slot_steps + width * jnp.max(steps),
-        )
-        return state, results, next_seed + jnp.sum(done), stats
-
-    first = jnp.arange(slots)
-    state = _Slots(
-        first,
-        *jax.vmap(start)(first, jnp.ones(slots, bool)),
-        jnp.zeros(slots, int),
-        jnp.zeros(slots, int),
-        jnp.zeros(slots, int),
-    )
-    k = ts.shape[0]
-    blank = lambda x: jnp.full((num_seeds, k) + x.shape[1:], jnp.nan, x.dtype)
-    results = _Results(
-        jax.tree_util.tree_map(blank, init),
-        jnp.zeros((num_seeds, k), bool),
-        jax.tree_util.tree_map(lambda x: jnp.full_like(x, jnp.nan), init),
-        jnp.full(num_seeds, jnp.nan),
-        jax.tree_util.tree_map(
-            lambda v: jnp.full(num_seeds, v), diffrax.RESULTS.successful
-        ),
-        jnp.zeros(num_seeds, bool),
-        jnp.zeros(num_seeds, bool),
-        jnp.zeros(num_seeds, bool),
-        jnp.zeros(num_seeds, int),
-        jnp.zeros(num_seeds, int),
-        jnp.zeros(num_seeds, int),
-    )
     zero = jnp.zeros((), int)
-    carry = (state, results, jnp.asarray(slots), PoolStats(zero, zero, zero))
+    carry = (_first_slots(pool, slots), _blank_results(init, ts.shape[0]),
+             jnp.asarray(slots), PoolStats(zero, zero, zero))
     # Drain: once no seed is pending and the members still running fit in a quarter
     # of the slots, they move to a loop that many slots wide (up to twice), so the
     # last long members do not keep all the slots stepping.
-    widths = [slots]
-    while len(widths) < 3 and widths[-1] >= 4 * _MIN_DRAIN_WIDTH:
-        widths.append(widths[-1] // 4)
-    for narrower in widths[1:] + [0]:
+    for narrower in _drain_widths(slots)[1:] + [0]:
 
         def cond(carry, narrower=narrower):
             state, _, next_seed, _ = carry
             running = jnp.sum(state.seed < num_seeds)
             return (running > 0) & ((next_seed < num_seeds) | (running > narrower))
 
-        carry = jax.lax.while_loop(cond, body, carry)
+        carry = jax.lax.while_loop(cond, partial(_body, pool), carry)
         if narrower:
-            state = carry[0]
-            keep = jnp.argsort(state.seed >= num_seeds, stable=True)[:narrower]
-            carry = (_take(state, keep),) + carry[1:]
+            carry = (_narrow(carry[0], narrower, num_seeds),) + carry[1:]
     _, results, _, stats = carry
-
-    def one(y0, saved, written, y_final, t_final, result, stopped, at_rest, diverged,
-            steps, accepted, rounds):
-        return assemble(
-            system, solver, ts=ts, t0=t0, y0=y0, saved_ys=saved, written=written,
-            t_final=t_final, y_final=y_final, result=result, stopped=stopped,
-            at_rest=at_rest, num_steps=steps, num_accepted_steps=accepted,
-            diverged=diverged, stop_modes=(loss_threshold is not None, steady_state),
-            num_starts=rounds,
-        )
-
-    solution = jax.vmap(one)(
-        init, results.saved, results.written, results.y_final, results.t_final,
-        results.result, results.stopped, results.at_rest, results.diverged,
-        results.num_steps, results.num_accepted, results.rounds,
-    )
-    return solution, stats
-
-
-POOL_METHODS = {"factor": factor_flow, "end_to_end": end_to_end_flow}
+    return _assemble(pool, results), stats
 
 
 def pool_problem(method: str, loss, init, args, kwargs):
-    """The system, per-member `atol` and solve options of
-    `method(loss, member, *args, **kwargs)` for a pooled solve."""
-    if method not in POOL_METHODS:
-        raise ValueError(
-            f"`method` must be one of {sorted(POOL_METHODS)} for a refilled solve; "
-            f"got {method!r}"
-        )
-    flow = POOL_METHODS[method]
+    """The system, initial states, per-member `atol` and solve options of the
+    registered `method(loss, member, *args, **kwargs)` ([`lnn_flow._methods`][]) for a
+    pooled solve."""
+    entry = lookup(method, pool=True)
     first = _take(init, 0)
-    try:
-        bound = inspect.signature(flow).bind(loss, first, *args, **kwargs)
-    except TypeError as err:
-        raise TypeError(f"arguments of `{flow.__name__}`: {err}") from None
-    bound.apply_defaults()
-    a = bound.arguments
-    if a["dense"] or a["progress_meter"] is not None:
+    a = arguments(method, loss, first, args, kwargs)
+    options = entry.options(a)
+    if options.dense or options.progress_meter is not None:
         raise ValueError("a refilled solve supports neither `dense` nor `progress_meter`")
     # `init` itself (real, finite per member, a finite initial loss) is checked on the
     # host by `solve_pool` before tracing; here every value may be traced.
-    if method == "factor":
-        ws = _checks.factors(first, "init")
-        _checks.fits_loss(loss, (ws[-1].shape[0], ws[0].shape[1]), "init")
-        system = _FactorSystem(loss, len(ws))
-    else:
-        _checks.fits_loss(loss, first.shape, "init")
-        system = _EndToEndSystem(
-            loss, _checks.depth(a["depth"]), decomposition_name(a["decomposition"])
-        )
-    options = prepare(
-        first, t0=a["t0"], t1=a["t1"], ts=a["ts"], solver=a["solver"], rtol=a["rtol"],
-        atol=1e-10 if a["atol"] is None else a["atol"], max_steps=a["max_steps"], dt0=a["dt0"],
-        stepsize_controller=a["stepsize_controller"],
-        loss_threshold=a["loss_threshold"], steady_state=a["steady_state"], loss=loss,
+    system = entry.system(loss, first, a)
+    states = jax.vmap(entry.state)(init)
+    scaled = options.atol is None  # the system's default, from each member's state
+    given = dataclasses.replace(options, atol=FIXED_ATOL if scaled else options.atol)
+    checked = prepare(
+        entry.state(first), t1=a["t1"], ts=a["ts"], **given.solve_kwargs(), loss=loss
     )
     # Host values (checked without dispatch by `prepare`) become JAX arrays here.
-    options = {
+    checked = {
         k: jnp.asarray(v) if isinstance(v, (np.ndarray, np.number)) else v
-        for k, v in options.items()
+        for k, v in checked.items()
     }
-    atol = options.pop("atol")
-    if a["atol"] is None:  # the end-to-end default scales with each member's |W0|
-        atols = jax.vmap(default_atol, in_axes=(0, None))(init, options["rtol"])
+    atol = checked.pop("atol")
+    if scaled:
+        atols = jax.vmap(system.default_atol, in_axes=(0, None))(states, checked["rtol"])
     else:
         atols = jnp.full(jax.tree_util.tree_leaves(init)[0].shape[0], atol)
-    return system, atols, options
+    return system, states, atols, checked

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from . import _checks
-from ._spectral import clean_singular_values
+from ._spectral import clean_singular_values, power
 
 
 def vec(A: Float[Array, "m n"]) -> Float[Array, " mn"]:
@@ -28,7 +28,9 @@ def unvec(a: Float[Array, " mn"], shape: tuple[int, int]) -> Float[Array, "m n"]
     return a.reshape(shape[1], shape[0]).T
 
 
-def _padded_spectra(W, depth):
+def _padded_spectra(W):
+    """`W = U diag(left) V^T` with the full `U`, `V` and the singular values padded
+    with zeros to `d_n` (`left`) and `d_0` (`right`) entries."""
     U, s, Vt = jnp.linalg.svd(W, full_matrices=True)
     s = clean_singular_values(s, W.shape)
     dn, d0 = W.shape
@@ -37,24 +39,16 @@ def _padded_spectra(W, depth):
     return U, left, right, Vt.T
 
 
-def _power_with_zero_to_zero_one(s, exponent: float):
-    """`s ** exponent` with `0 ** 0 = 1` ([.]^0 is the identity, null space included)."""
-    if exponent == 0:
-        return jnp.ones_like(s)
-    positive = s > 0
-    return jnp.where(positive, jnp.where(positive, s, 1.0) ** exponent, 0.0)
-
-
 def preconditioner(W: Float[ArrayLike, "dn d0"], depth: int) -> Float[Array, "p p"]:
     """The explicit `(d_n d_0) x (d_n d_0)` PSD matrix `P(W)` of Corollary 1, built as
     `sum_j [W^T W]^{(n-j)/n} (x) [W W^T]^{(j-1)/n}` (column-first `vec`)."""
-    depth = _checks.depth(depth)
+    depth = _checks.positive_int("depth", depth)
     W = _checks.as_float_array("W", W, ndim=2)
-    U, left, right, V = _padded_spectra(W, depth)
+    U, left, right, V = _padded_spectra(W)
     total = 0.0
     for j in range(1, depth + 1):
-        L = (U * _power_with_zero_to_zero_one(left, 2 * (j - 1) / depth)) @ U.T
-        R = (V * _power_with_zero_to_zero_one(right, 2 * (depth - j) / depth)) @ V.T
+        L = (U * power(left, 2 * (j - 1) / depth)) @ U.T
+        R = (V * power(right, 2 * (depth - j) / depth)) @ V.T
         total = total + jnp.kron(R, L)
     return total
 
@@ -65,13 +59,13 @@ def preconditioner_eigh(
     """Eigenvalues and orthonormal eigenvectors of `P(W)` from the SVD of `W`
     (Corollary 1): column `r' d_n + r` is `vec(u_r v_{r'}^T)` with eigenvalue
     `sum_j sigma_r^{2(n-j)/n} sigma_{r'}^{2(j-1)/n}`. `P = Q diag(lam) Q^T`."""
-    depth = _checks.depth(depth)
+    depth = _checks.positive_int("depth", depth)
     W = _checks.as_float_array("W", W, ndim=2)
-    U, left, right, V = _padded_spectra(W, depth)
+    U, left, right, V = _padded_spectra(W)
     eigenvalues = sum(
         jnp.outer(
-            _power_with_zero_to_zero_one(right, 2 * (j - 1) / depth),
-            _power_with_zero_to_zero_one(left, 2 * (depth - j) / depth),
+            power(right, 2 * (j - 1) / depth),
+            power(left, 2 * (depth - j) / depth),
         )
         for j in range(1, depth + 1)
     )

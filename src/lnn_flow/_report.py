@@ -4,11 +4,12 @@ Markdown summary that embeds the figures and shows the tables."""
 import csv
 import dataclasses
 import json
-import math
 import pathlib
 from typing import Any
 
 from matplotlib.figure import Figure
+
+from . import _table
 
 
 class Untrusted(float):
@@ -45,7 +46,7 @@ class Report:
 
     def table(self, name: str) -> str:
         """The table `name` as Markdown (for notebooks: `IPython.display.Markdown`)."""
-        return _markdown_table(self.tables[name])
+        return _table.markdown(self.tables[name])
 
     def write(self, directory: str | pathlib.Path) -> pathlib.Path:
         """Write `summary.md`, one PNG per figure, `<table>.csv` and `results.json`
@@ -53,23 +54,18 @@ class Report:
         out = pathlib.Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         lines = [f"# {self.title}", "", self.description, "", "## Parameters", ""]
-        lines += [f"- `{k}`: {v}" for k, v in self.parameters.items()]
+        lines += [f"- `{k}`: {_shown(v)}" for k, v in self.parameters.items()]
         if self.facts:
             lines += ["", "## Computed", ""]
-            lines += [f"- `{k}`: {_cell(v)}" for k, v in self.facts.items()]
+            lines += [f"- `{k}`: {_table.cell(v)}" for k, v in self.facts.items()]
+            lines += _legend(self.facts.values())
         for name, fig in self.figures.items():
             fig.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
             lines += ["", f"![{name}]({name}.png)"]
         for name, rows in self.tables.items():
             _write_csv(out / f"{name}.csv", rows)
-            lines += ["", f"## {name}", "", _markdown_table(rows), "", f"([{name}.csv]({name}.csv))"]
-            notes = sorted(
-                {v.note for r in rows for v in r.values() if isinstance(v, Untrusted)}
-            )
-            if notes:
-                marks = ", ".join(f"`({n})`" for n in notes)
-                lines += ["", f"Values marked {marks} were computed but are not trusted: "
-                          "see the description above."]
+            lines += ["", f"## {name}", "", _table.markdown(rows), "", f"([{name}.csv]({name}.csv))"]
+            lines += _legend(v for r in rows for v in r.values())
         (out / "results.json").write_text(
             json.dumps(
                 _json_ready({"study": self.name, "parameters": self.parameters,
@@ -81,6 +77,28 @@ class Report:
         summary = out / "summary.md"
         summary.write_text("\n".join(lines) + "\n")
         return summary
+
+
+def _shown(value) -> str:
+    """A parameter as the summary lists it: as given, a flagged number with its note."""
+    return _table.cell(value) if isinstance(value, Untrusted) else str(value)
+
+
+def _legend(values) -> list[str]:
+    """The line under a table or list that explains each flag among `values` (also
+    inside lists and tuples)."""
+    notes, stack = set(), list(values)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, Untrusted):
+            notes.add(v.note)
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    if not notes:
+        return []
+    marks = ", ".join(f"`({n})`" for n in sorted(notes))
+    return ["", f"Values marked {marks} were computed but are not trusted: see the "
+            "description above."]
 
 
 def _json_ready(value):
@@ -109,23 +127,3 @@ def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows({k: flagged(v) for k, v in row.items()} for row in rows)
-
-
-def _cell(value) -> str:
-    if isinstance(value, Untrusted):
-        return f"{float(value):.4g} ({value.note})"
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _markdown_table(rows: list[dict]) -> str:
-    if not rows:
-        return "(empty)"
-    keys = list(rows[0])
-    head = "| " + " | ".join(keys) + " |"
-    rule = "| " + " | ".join("---" for _ in keys) + " |"
-    body = ["| " + " | ".join(_cell(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join([head, rule, *body])

@@ -22,8 +22,12 @@ def clean_singular_values(
 
 
 def power(s: Float[Array, "*shape"], exponent: float | Float[Array, "*shape"]):
-    """`s ** exponent` for `s >= 0` and `exponent > 0`, with `0 ** exponent = 0`
-    and a gradient that stays finite at zero."""
+    """`s ** exponent` for `s >= 0`, with `0 ** exponent = 0` for `exponent > 0` and a
+    gradient that stays finite at zero. A static `exponent == 0` gives ones: `0 ** 0 =
+    1`, since `[.]^0` is the identity, null space included (Corollary 1's
+    `P(W)` sums such powers)."""
+    if isinstance(exponent, (int, float)) and exponent == 0:
+        return jnp.ones_like(s)
     positive = s > 0
     return jnp.where(positive, jnp.where(positive, s, 1.0) ** exponent, 0.0)
 

@@ -107,8 +107,12 @@ def read_json(path: Path, what: str) -> Any:
 
 
 def write_group(directory: Path, name: str, arrays: dict[str, Any], meta: dict) -> Group:
-    """Write one group: the arrays, then the labels with the arrays' checksum."""
+    """Write one group: the arrays, then the labels with the arrays' checksum.
+
+    Labels JSON cannot hold are refused before anything is written, so a bad label
+    leaves no array file without its labels."""
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    json.dumps(meta, allow_nan=True)  # TypeError naming the value, before any write
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     npz = Path(directory) / f"{name}.npz"
@@ -184,6 +188,11 @@ def read_group(json_path: Path) -> Group:
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise CorruptResultError(f"{npz} cannot be read ({err})") from err
     for name, spec in meta["arrays"].items():
+        if not isinstance(spec, dict) or "shape" not in spec:
+            raise CorruptResultError(
+                f"{json_path} lists the array {name!r} without its shape; delete it "
+                "to recompute"
+            )
         if name not in arrays or list(arrays[name].shape) != spec["shape"]:
             raise CorruptResultError(
                 f"{npz} does not hold the array {name!r} of shape {spec['shape']} "

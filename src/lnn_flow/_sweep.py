@@ -31,18 +31,13 @@ label (say `init_scale`) is refused, never read as a relabelling of computed res
 
 Seed `s` draws its initialization from `fold_in(PRNGKey(s), 1)`; the problem instance
 (shared by all seeds) from `fold_in(PRNGKey(problem_seed), 0)`.
+
+This module solves and runs groups (`solve_group`, `run_sweep`); the study's validation
+is `lnn_flow._sweep_schema`, the plan and reading groups back `lnn_flow._sweep_plan`,
+the statistics `lnn_flow._sweep_summary`. Their public names are re-exported here.
 """
 
-import dataclasses
-import hashlib
-import importlib.metadata
-import itertools
-import json
-import math
-import platform
-import re
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,295 +48,31 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
 
-import tomllib
-
 from . import _store, init, problems
 from ._batch import solve_batch
 from ._network import end_to_end, unbalancedness
+from ._methods import METHODS as REGISTRY
 from ._store import CorruptResultError, Group
-
-PROBLEMS = ("matrix_sensing", "matrix_completion")
-METHODS = ("factor", "end_to_end", "descent")
-INITS = ("balanced", "gaussian")
-
-
-@dataclasses.dataclass(frozen=True)
-class Parameter:
-    kind: type  # int, float or str
-    default: Any
-    check: str = ""  # "positive", "non_negative", "at_least_2", or "" (none)
-    static: bool = True  # part of the compiled program (shapes, options), not a value
-    help: str = ""
-
-
-PARAMETERS: dict[str, Parameter] = {
-    "d_in": Parameter(int, 20, "positive", help="d_0"),
-    "d_out": Parameter(int, 20, "positive", help="d_n"),
-    "rank": Parameter(int, 2, "positive", help="rank of the planted truth"),
-    "num_measurements": Parameter(
-        int, 160, "positive", help="sensing: measurements m; completion: entries seen"
-    ),
-    "problem_seed": Parameter(int, 0, "non_negative", static=False),
-    "depth": Parameter(int, 3, "positive", help="n"),
-    "hidden_width": Parameter(
-        int, None, "positive", help="hidden widths d_1..d_{n-1}: one int, or a list "
-        "of n - 1 ints; default max(d_in, d_out)"
-    ),
-    "init": Parameter(str, "balanced", help=" or ".join(INITS)),
-    "init_scale": Parameter(
-        float, 1e-3, "positive", static=False,
-        help="balanced: Frobenius norm of W(0); gaussian: entry std",
-    ),
-    "t1": Parameter(float, 60.0, "positive", static=False),
-    "num_saves": Parameter(int, 21, "at_least_2", help="saves at linspace(0, t1)"),
-    "solver": Parameter(str, "Tsit5", help="a diffrax solver class name"),
-    "rtol": Parameter(float, 1e-8, "non_negative", static=False),
-    "atol": Parameter(
-        float, None, "non_negative", static=False,
-        help="default: the flow's own (factor 1e-10; end_to_end its scaled "
-        "min(1e-10, 1e-2 rtol max|W0|), not a fixed 1e-10 that small inits outrun)",
-    ),
-    "max_steps": Parameter(int, 16_384, "positive"),
-    "loss_threshold": Parameter(float, None, "non_negative", static=False),
-    "lr": Parameter(float, 1e-2, "positive", static=False, help="descent step size"),
-    "steps": Parameter(int, 1000, "positive", help="descent steps"),
-    "save_every": Parameter(int, 50, "positive", help="descent: save every k steps"),
-}
-
-_TOP_LEVEL = {"name", "problem", "method", "seeds", "fixed", "grid"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Study:
-    """A parsed, validated study: the configurations to run and the seeds."""
-
-    name: str
-    problem: str
-    method: str
-    seeds: tuple[int, ...]
-    fixed: dict[str, Any]
-    grid: dict[str, list]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "problem": self.problem,
-            "method": self.method,
-            "seeds": list(self.seeds),
-            "fixed": self.fixed,
-            "grid": self.grid,
-        }
-
-    def configs(self) -> list[dict[str, Any]]:
-        """Every grid combination, full (defaults filled in), in grid order."""
-        keys = list(self.grid)
-        out = []
-        for values in itertools.product(*(self.grid[k] for k in keys)):
-            config = {k: p.default for k, p in PARAMETERS.items()}
-            config.update(self.fixed)
-            config.update(zip(keys, values))
-            out.append(_complete(config, self))
-        return out
-
-
-def load_study(path: str | Path) -> Study:
-    """Read a study from a `.toml` or `.json` file (data only; nothing is executed)."""
-    path = Path(path)
-    if path.suffix not in (".toml", ".json"):
-        raise ValueError(f"study file {path} must end in .toml or .json")
-    if not path.is_file():
-        raise FileNotFoundError(f"study file {path} not found")
-    parse = tomllib.loads if path.suffix == ".toml" else json.loads
-    try:
-        raw = parse(path.read_text())
-    except ValueError as err:  # TOMLDecodeError and JSONDecodeError are ValueErrors
-        raise ValueError(
-            f"study file {path} is not valid {path.suffix[1:]}: {err}"
-        ) from err
-    return parse_study(raw, default_name=path.stem)
-
-
-def parse_study(raw: dict[str, Any], default_name: str = "study") -> Study:
-    """Validate a study given as a dictionary (the parsed TOML/JSON)."""
-    if not isinstance(raw, dict):
-        raise TypeError(f"a study must be a table/object; got {type(raw).__name__}")
-    unknown = set(raw) - _TOP_LEVEL
-    if unknown:
-        raise ValueError(
-            f"unknown study key(s) {sorted(unknown)}; expected {sorted(_TOP_LEVEL)} "
-            "(parameters go in [fixed] or [grid])"
-        )
-    name = _choice("name", raw.get("name", default_name), None)
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
-        raise ValueError(
-            f"`name` must be a plain file name (letters, digits, _ . -); got {name!r}"
-        )
-    problem = _choice("problem", raw.get("problem", "matrix_sensing"), PROBLEMS)
-    method = _choice("method", raw.get("method", "factor"), METHODS)
-    seeds = _seeds(raw.get("seeds", 8))
-    fixed = raw.get("fixed", {})
-    grid = raw.get("grid", {})
-    for table, value in (("fixed", fixed), ("grid", grid)):
-        if not isinstance(value, dict):
-            raise TypeError(f"`{table}` must be a table; got {type(value).__name__}")
-        for key in value:
-            if key not in PARAMETERS:
-                raise ValueError(
-                    f"unknown parameter `{table}.{key}`; known parameters: "
-                    f"{', '.join(sorted(PARAMETERS))}"
-                )
-    both = set(fixed) & set(grid)
-    if both:
-        raise ValueError(f"parameter(s) {sorted(both)} are in both [fixed] and [grid]")
-    fixed = {k: _value(f"fixed.{k}", k, v) for k, v in fixed.items()}
-    checked_grid = {}
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise TypeError(
-                f"`grid.{key}` must be a non-empty list of values; got {values!r}"
-            )
-        checked_grid[key] = [
-            _value(f"grid.{key}[{i}]", key, v) for i, v in enumerate(values)
-        ]
-        if len({json.dumps(v) for v in checked_grid[key]}) != len(values):
-            raise ValueError(f"`grid.{key}` repeats a value: {values}")
-    study = Study(name, problem, method, seeds, fixed, checked_grid)
-    study.configs()  # validates every combination now, before any work
-    return study
-
-
-def _choice(name, value, choices):
-    if not isinstance(value, str):
-        raise TypeError(f"`{name}` must be a string; got {value!r}")
-    if choices is not None and value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}; got {value!r}")
-    return value
-
-
-def _seeds(value) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise ValueError(f"`seeds` must be >= 1 (a count) or a list; got {value}")
-        return tuple(range(value))
-    if isinstance(value, list) and value and all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value
-    ):
-        if len(set(value)) != len(value):
-            raise ValueError(f"`seeds` repeats a seed: {value}")
-        return tuple(value)
-    raise TypeError(
-        f"`seeds` must be a count or a non-empty list of distinct integers >= 0; "
-        f"got {value!r}"
-    )
-
-
-def _value(where: str, key: str, value):
-    spec = PARAMETERS[key]
-    if key == "hidden_width" and isinstance(value, list):
-        return [_value(f"{where}[{i}]", key, v) for i, v in enumerate(value)]
-    if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if type(value) is not spec.kind:
-        raise TypeError(
-            f"`{where}` must be {spec.kind.__name__}; got {value!r} "
-            f"({type(value).__name__})"
-        )
-    if spec.kind is float and not math.isfinite(value):
-        raise ValueError(f"`{where}` must be finite; got {value}")
-    bad = {
-        "positive": lambda v: v <= 0,
-        "non_negative": lambda v: v < 0,
-        "at_least_2": lambda v: v < 2,
-    }.get(spec.check)
-    if bad is not None and bad(value):
-        wanted = {"positive": "> 0", "non_negative": ">= 0", "at_least_2": ">= 2"}
-        raise ValueError(f"`{where}` must be {wanted[spec.check]}; got {value}")
-    return value
-
-
-def _complete(config: dict[str, Any], study: Study) -> dict[str, Any]:
-    """Fill derived values and check the combination as a whole."""
-    depth = config["depth"]
-    width = config["hidden_width"]
-    if width is None:
-        width = max(config["d_in"], config["d_out"])
-    if isinstance(width, int):
-        width = [width] * (depth - 1)
-    if len(width) != depth - 1:
-        raise ValueError(
-            f"`hidden_width` lists {len(width)} widths but depth {depth} has "
-            f"{depth - 1} hidden layers"
-        )
-    config["hidden_width"] = list(width)
-    if config["init"] not in INITS:
-        raise ValueError(f"`init` must be one of {list(INITS)}; got {config['init']!r}")
-    solver = getattr(diffrax, config["solver"], None)
-    if not (isinstance(solver, type) and issubclass(solver, diffrax.AbstractAdaptiveSolver)):
-        raise ValueError(
-            "`solver` must name an adaptive diffrax solver (with an error estimate, "
-            f"e.g. Tsit5, Dopri5, Dopri8, Kvaerno5); got {config['solver']!r}"
-        )
-    try:
-        solver()
-    except TypeError as err:  # abstract classes cannot be instantiated
-        raise ValueError(f"`solver` {config['solver']!r} cannot be instantiated: {err}")
-    if config["rank"] > min(config["d_in"], config["d_out"]):
-        raise ValueError(
-            f"`rank` {config['rank']} exceeds min(d_in, d_out) = "
-            f"{min(config['d_in'], config['d_out'])}"
-        )
-    if study.problem == "matrix_completion" and (
-        config["num_measurements"] > config["d_in"] * config["d_out"]
-    ):
-        raise ValueError(
-            "`num_measurements` (observed entries) exceeds d_in * d_out = "
-            f"{config['d_in'] * config['d_out']}"
-        )
-    if study.method == "end_to_end" and config["init"] != "balanced":
-        raise ValueError(
-            "`init` must be 'balanced' for method 'end_to_end': Theorem 1 assumes "
-            "unbalancedness zero (Assumption 1)"
-        )
-    return config
-
-
-# ---------------------------------------------------------------------------- running
-
-
-def config_id(config: dict[str, Any], study: Study) -> str:
-    """A short content hash naming a group's files (stable across runs)."""
-    text = json.dumps(
-        {"problem": study.problem, "method": study.method, "seeds": list(study.seeds),
-         "config": config},
-        sort_keys=True,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _shape_key(config: dict[str, Any]) -> str:
-    static = {k: v for k, v in config.items() if PARAMETERS[k].static}
-    static["loss_threshold"] = config["loss_threshold"] is None
-    return json.dumps(static, sort_keys=True)
-
-
-def planned_groups(study: Study) -> list[tuple[str, dict[str, Any]]]:
-    """`(file name, config)` for every group, those sharing a compiled shape adjacent."""
-    configs = study.configs()
-    order = sorted(range(len(configs)), key=lambda i: (_shape_key(configs[i]), i))
-    return [
-        (f"group-{rank:04d}-{config_id(configs[i], study)}", configs[i])
-        for rank, i in enumerate(order)
-    ]
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for package in ("lnn_flow", "jax", "jaxlib", "diffrax", "equinox", "optax", "numpy"):
-        try:
-            out[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            out[package] = "not installed"
-    return out
+from ._sweep_schema import (
+    INITS,
+    METHODS,
+    PARAMETERS,
+    PROBLEMS,
+    Parameter,
+    Study,
+    load_study,
+    parse_study,
+)
+from ._sweep_plan import (
+    check_directory,
+    claim,
+    config_id,
+    load_if_complete,
+    load_sweep,
+    planned_groups,
+    versions,
+)
+from ._sweep_summary import QUANTILES, effective_rank, format_summary, summarize
 
 
 def _problem(study: Study, config: dict[str, Any]):
@@ -369,17 +100,6 @@ def _singular_values(W):
     return np.linalg.svd(W, compute_uv=False)
 
 
-def effective_rank(s: np.ndarray) -> np.ndarray:
-    """Effective rank `exp(entropy(s / sum(s)))` of singular values `s` (last axis)
-    (Roy & Vetterli 2007): a continuous rank, `r` for `r` equal nonzero values, 0 for
-    the zero matrix."""
-    s = np.asarray(s, dtype=float)
-    total = s.sum(axis=-1, keepdims=True)
-    p = s / np.where(total > 0, total, 1.0)
-    entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), -1)
-    return np.where(total[..., 0] > 0, np.exp(entropy), 0.0)
-
-
 def solve_group(
     study: Study,
     config: dict[str, Any],
@@ -392,9 +112,10 @@ def solve_group(
     loss, truth = _problem(study, config)
     ws0 = _initial_factors(config, seeds)
     ts = np.linspace(0.0, config["t1"], config["num_saves"])
-    if study.method == "descent":
+    method = REGISTRY[study.method]
+    if not method.ode:
         sol = solve_batch(
-            "descent", loss, ws0, config["lr"], config["steps"],
+            study.method, loss, ws0, config["lr"], config["steps"],
             save_every=config["save_every"], devices=devices,
         )
     else:
@@ -408,13 +129,12 @@ def solve_group(
         )
         if config["atol"] is not None:  # else the flow's own default
             options["atol"] = config["atol"]
-        if study.method == "factor":
-            sol = solve_batch("factor", loss, ws0, config["t1"], ts, **options)
-        else:
-            W0 = jax.vmap(end_to_end)(ws0)
-            sol = solve_batch(
-                "end_to_end", loss, W0, config["depth"], config["t1"], ts, **options
-            )
+        # A factor method starts from the factors, the end-to-end flow from their
+        # product (balanced: Theorem 1) and takes the depth.
+        init, args = (ws0, ()) if method.factors else (
+            jax.vmap(end_to_end)(ws0), (config["depth"],)
+        )
+        sol = solve_batch(study.method, loss, init, *args, config["t1"], ts, **options)
     final = np.asarray(sol.end_to_end_final)
     truth = np.asarray(truth)
     singular = _singular_values(final)
@@ -475,11 +195,11 @@ def run_sweep(
     directory.mkdir(parents=True, exist_ok=True)
     if writer:
         _store.remove_temporaries(directory)
-    _claim(directory, study, writer)
+    claim(directory, study, writer)
     plan = planned_groups(study)
-    interrupted = _check_directory(directory, plan) if writer else []
+    interrupted = check_directory(directory, plan) if writer else []
     done = {
-        name: _load_if_complete(directory, name, config) if writer else None
+        name: load_if_complete(directory, name, config) if writer else None
         for name, config in plan
     }
     todo = np.array([done[name] is None for name, _ in plan])
@@ -506,21 +226,7 @@ def run_sweep(
             start = time.time()
             meter = diffrax.TqdmProgressMeter() if solve_progress else None
             arrays = solve_group(study, config, study.seeds, devices, meter)
-            messages = arrays.pop("message").tolist()  # strings: labels, not arrays
-            meta = {
-                "study_name": study.name,
-                "config_id": name.rsplit("-", 1)[-1],
-                "config": config,
-                "seeds": list(study.seeds),
-                "ts": arrays["ts"].tolist(),
-                "messages": messages,  # the solver's message per seed ("" = success)
-                "started": start,
-                "wall_time_s": time.time() - start,
-                "backend": jax.default_backend(),
-                "devices": len(devices) if devices is not None else jax.device_count(),
-                "study": study.as_dict(),
-                "versions": _versions(),
-            }
+            meta = _labels(study, name, config, arrays, start, devices)
             if writer:
                 done[name] = _store.write_group(directory, name, arrays, meta)
             bar.update()
@@ -531,154 +237,32 @@ def run_sweep(
     return groups
 
 
-def _claim(directory: Path, study: Study, writer: bool) -> None:
-    """Record the study in `directory`, or check it is the one recorded there."""
-    if not writer:
-        return
-    path = directory / "study.json"
-    record = {"study": study.as_dict(), "versions": _versions()}
-    if path.exists():
-        stored = _store.read_json(path, "study record")
-        if not isinstance(stored, dict) or stored.get("study") != study.as_dict():
-            raise ValueError(
-                f"{directory} holds results of a different study (see {path}); use "
-                "another output directory or the same study file"
-            )
-    else:
-        _store.write_json(path, record)
 
 
-def _load_if_complete(
-    directory: Path, name: str, config: dict[str, Any]
-) -> Group | None:
-    """The group `name` if written, after checking its labels are the planned `config`
-    (its file name is the hash of that config: labels that differ would relabel the
-    arrays)."""
-    marker = directory / f"{name}.json"
-    if not marker.exists():
-        return None  # not run, or killed before its label file was moved into place
-    group = _store.read_group(marker)
-    stored_id = group.meta.get("config_id")
-    if group.meta.get("config") != config or stored_id != name.rsplit("-", 1)[-1]:
-        changed = sorted(
-            k for k in set(config) | set(group.meta.get("config") or {})
-            if (group.meta.get("config") or {}).get(k, "(missing)") != config.get(k)
-        )
-        raise CorruptResultError(
-            f"{marker} is labelled with a configuration other than the one its name "
-            f"(config_id {name.rsplit('-', 1)[-1]}) was computed for (differs in "
-            f"{changed or ['config_id']}); delete {marker.name} and {name}.npz to "
-            "recompute"
-        )
-    return group
+def _labels(study: Study, name: str, config: dict[str, Any], arrays, start: float,
+            devices) -> dict[str, Any]:
+    """The label file of a solved group: its configuration, seeds, save times, the
+    solver's message per seed ("" = success; strings, so popped from `arrays`), wall
+    time, where it ran, the whole study and the package versions."""
+    return {
+        "study_name": study.name,
+        "config_id": name.rsplit("-", 1)[-1],
+        "config": config,
+        "seeds": list(study.seeds),
+        "ts": arrays["ts"].tolist(),
+        "messages": arrays.pop("message").tolist(),
+        "started": start,
+        "wall_time_s": time.time() - start,
+        "backend": jax.default_backend(),
+        "devices": len(devices) if devices is not None else jax.device_count(),
+        "study": study.as_dict(),
+        "versions": versions(),
+    }
 
 
-def _check_directory(directory: Path, plan) -> list[Path]:
-    """Refuse group files the plan does not name; return the interrupted ones (arrays
-    without labels), which are never loaded."""
-    planned = {name for name, _ in plan}
-    foreign = sorted(
-        p.name for p in directory.glob("group-*")
-        if p.suffix in (".json", ".npz") and p.stem not in planned
-    )
-    if foreign:
-        raise CorruptResultError(
-            f"{directory} holds group files that are not part of this study's plan "
-            f"({', '.join(foreign[:4])}{', ...' if len(foreign) > 4 else ''}): renamed, "
-            "copied from another study, or written by another lnn_flow version with "
-            "other defaults; move them away or delete them"
-        )
-    return _store.orphans(directory)
-
-
-def load_sweep(directory: str | Path) -> list[Group]:
-    """Every complete group in `directory` (checksums verified), in planned order.
-
-    Raises `CorruptResultError` naming the file if any group is corrupt or partial, or
-    labelled with a configuration other than the one it was computed for. Warns about
-    groups whose arrays are there without their label file (an interrupted write or a
-    deleted `.json`): they are not loaded, and `run_sweep` recomputes them.
-    """
-    directory = Path(directory)
-    if not (directory / "study.json").exists():
-        raise FileNotFoundError(
-            f"{directory} is not a sweep directory: it has no study.json"
-        )
-    record = _store.read_json(directory / "study.json", "study record")
-    if not isinstance(record, dict) or not isinstance(record.get("study"), dict):
-        raise CorruptResultError(
-            f"{directory / 'study.json'} does not record a study; delete the directory "
-            "to recompute"
-        )
-    study = parse_study(record["study"])
-    plan = planned_groups(study)
-    interrupted = _check_directory(directory, plan)
-    if interrupted:
-        warnings.warn(
-            f"{directory}: {len(interrupted)} group(s) have arrays but no label file "
-            f"(interrupted write, or a deleted .json): "
-            f"{', '.join(p.name for p in interrupted)}; not loaded (rerun the sweep to "
-            "recompute them)",
-            stacklevel=2,
-        )
-    return [
-        g for name, config in plan
-        if (g := _load_if_complete(directory, name, config)) is not None
-    ]
-
-
-# --------------------------------------------------------------------------- summaries
-
-QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
-
-
-def summarize(groups: Sequence[Group]) -> list[dict[str, Any]]:
-    """Per configuration, across seeds: failures, and the median and quantiles of the
-    final loss, effective rank, relative error and unbalancedness (NaN-aware; failed
-    solves keep their last values and are counted in `failures`)."""
-    rows = []
-    for group in groups:
-        a = group.arrays
-        row = {
-            "config_id": group.meta["config_id"],
-            "config": group.config,
-            "seeds": int(a["seed"].shape[0]),
-            "failures": int(np.sum(~a["success"])),
-        }
-        stats = ["loss_final", "effective_rank_final", "relative_error_final",
-                 "num_steps", "unbalancedness_final"]
-        for name in stats:
-            if name in a:
-                values = a[name].astype(float)
-                row[name] = {
-                    f"q{round(100 * q):02d}": float(np.nanquantile(values, q))
-                    for q in QUANTILES
-                }
-                row[name]["median"] = row[name].pop("q50")
-        rows.append(row)
-    return rows
-
-
-def format_summary(rows: Sequence[dict[str, Any]], varying: Sequence[str]) -> str:
-    """A plain-text table of `summarize` rows, one line per configuration."""
-    head = [*varying, "seeds", "fail", "loss med", "loss q10", "loss q90", "eff rank",
-            "rel err", "unbal med"]
-    lines = [head]
-    for row in rows:
-        def stat(name, q="median"):
-            return f"{row[name][q]:.3g}" if name in row else "-"
-
-        lines.append([
-            *(str(row["config"][k]) for k in varying),
-            str(row["seeds"]), str(row["failures"]),
-            stat("loss_final"), stat("loss_final", "q10"), stat("loss_final", "q90"),
-            stat("effective_rank_final"), stat("relative_error_final"),
-            stat("unbalancedness_final"),
-        ])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines
-    )
-
-
-__all__ = ["CorruptResultError", "Group", "Study"]
+__all__ = [
+    "CorruptResultError", "Group", "INITS", "METHODS", "PARAMETERS", "PROBLEMS",
+    "Parameter", "QUANTILES", "Study", "effective_rank", "format_summary",
+    "config_id", "load_study", "load_sweep", "parse_study", "planned_groups",
+    "summarize",
+]

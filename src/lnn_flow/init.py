@@ -1,9 +1,10 @@
 """Initial factors `(W_1, ..., W_n)` for `dims = (d_0, d_1, ..., d_n)`.
 
-- `balanced`: unbalancedness zero (Assumption 1), random end-to-end matrix.
+- `balanced`: unbalancedness zero (Assumption 1), random end-to-end matrix of
+  Frobenius norm `scale`.
 - `from_end_to_end`: balanced factors with a given product (Procedure 1 of
   Arora et al. 2019a).
-- `gaussian`: independent entries; unbalanced in general.
+- `gaussian`: independent entries of standard deviation `scale`; unbalanced in general.
 """
 
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from . import _checks
+from ._deprecation import renamed
 from ._network import Factors
 from ._spectral import reduced_svd
 
@@ -108,29 +110,39 @@ def balanced(
 def gaussian(
     key: PRNGKeyArray,
     dims: Sequence[int],
-    std: float | Sequence[float],
+    scale: float | Sequence[float] | None = None,
     *,
     dtype=jnp.float64,
+    std: float | Sequence[float] | None = None,
 ) -> Factors:
-    """Factors with independent `N(0, std^2)` entries (`std` one value, or one per
-    layer). Unbalanced in general: a test bed for Lemma 1."""
+    """Factors with independent `N(0, scale^2)` entries: `scale` is the entries'
+    standard deviation, one value or one per layer (for
+    [`lnn_flow.init.balanced`][] it is the end-to-end matrix's Frobenius norm).
+    Unbalanced in general: a test bed for Lemma 1.
+
+    `std` is the deprecated name of `scale` (a DeprecationWarning; removed in the next
+    release).
+    """
+    scale = renamed("gaussian", "std", "scale", std, scale, required=True)
     key = _checks.prng_key("key", key)
     dims = _checks.dims(dims)
     dtype = _checks.float_dtype("dtype", dtype)
     depth = len(dims) - 1
-    if np.iscomplexobj(std) or np.asarray(std).dtype.kind not in "iuf":
-        raise TypeError(f"`std` must be real: one value or one per layer; got {std!r}")
-    stds = np.asarray(std, dtype=float)
-    if stds.ndim == 0:
-        stds = np.full(depth, float(stds))
-    if stds.shape != (depth,):
-        raise ValueError(
-            f"`std` must be one value or one per layer ({depth}); got {len(stds)}"
+    if np.iscomplexobj(scale) or np.asarray(scale).dtype.kind not in "iuf":
+        raise TypeError(
+            f"`scale` must be real: one value or one per layer; got {scale!r}"
         )
-    if not np.all(np.isfinite(stds)) or np.any(stds < 0):
-        raise ValueError(f"`std` must be finite and >= 0; got {std}")
+    scales = np.asarray(scale, dtype=float)
+    if scales.ndim == 0:
+        scales = np.full(depth, float(scales))
+    if scales.shape != (depth,):
+        raise ValueError(
+            f"`scale` must be one value or one per layer ({depth}); got {len(scales)}"
+        )
+    if not np.all(np.isfinite(scales)) or np.any(scales < 0):
+        raise ValueError(f"`scale` must be finite and >= 0; got {scale}")
     keys = jax.random.split(key, depth)
     return tuple(
-        stds[j] * jax.random.normal(keys[j], (dims[j + 1], dims[j]), dtype)
+        scales[j] * jax.random.normal(keys[j], (dims[j + 1], dims[j]), dtype)
         for j in range(depth)
     )

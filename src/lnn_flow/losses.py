@@ -76,6 +76,13 @@ class WhitenedSquare(eqx.Module):
         return 0.5 * jnp.sum((W - self.target) ** 2)
 
 
+def _examples(X, Y) -> tuple[Array, Array]:
+    """Instances `X` (d_0, m) and labels `Y` (d_n, m), checked to agree on `m`."""
+    X, Y = _data("X", X, 2), _data("Y", Y, 2)
+    _same("Y", Y.shape[1], "X", X.shape[1], "number of examples m")
+    return X, Y
+
+
 class SquareRegression(eqx.Module):
     """`l(W) = 1/(2m) ||W X - Y||_F^2` with instances `X` (d_0, m) and labels `Y`
     (d_n, m) as columns (Example 1)."""
@@ -84,9 +91,7 @@ class SquareRegression(eqx.Module):
     Y: Float[Array, "dn m"]
 
     def __init__(self, X: Float[ArrayLike, "d0 m"], Y: Float[ArrayLike, "dn m"]):
-        self.X = _data("X", X, 2)
-        self.Y = _data("Y", Y, 2)
-        _same("Y", self.Y.shape[1], "X", self.X.shape[1], "number of examples m")
+        self.X, self.Y = _examples(X, Y)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -108,12 +113,10 @@ class LpRegression(eqx.Module):
     def __init__(
         self, X: Float[ArrayLike, "d0 m"], Y: Float[ArrayLike, "dn m"], p: int = 4
     ):
-        p = _checks.depth(p, "p")  # a Python integer (TypeError otherwise)
+        p = _checks.positive_int("p", p)  # a Python integer (TypeError otherwise)
         if p < 2 or p % 2:
             raise ValueError(f"`p` must be an even integer >= 2; got {p!r}")
-        self.X = _data("X", X, 2)
-        self.Y = _data("Y", Y, 2)
-        _same("Y", self.Y.shape[1], "X", self.X.shape[1], "number of examples m")
+        self.X, self.Y = _examples(X, Y)
         self.p = int(p)
 
     @property
@@ -239,7 +242,7 @@ class Logistic(eqx.Module):
             if not _checks.is_concrete(labels):
                 raise ValueError("`num_classes` is required when `labels` are traced")
             num_classes = int(np.max(np.asarray(labels))) + 1
-        self.num_classes = _checks.depth(num_classes, "num_classes")
+        self.num_classes = _checks.positive_int("num_classes", num_classes)
         self.labels = _indices("labels", labels, self.num_classes, "lie")
 
     @property

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import _checks
+from ._deprecation import renamed
 from .losses import MatrixCompletion, MatrixSensing
 
 
@@ -24,7 +25,7 @@ def low_rank_matrix(
         raise ValueError(f"`shape` must be (d_n, d_0); got {dims}")
     dn, d0 = dims
     dtype = _checks.float_dtype("dtype", dtype)
-    rank = _checks.depth(rank, "rank")
+    rank = _checks.positive_int("rank", rank)
     if rank > min(dn, d0):
         raise ValueError(f"`rank` must be <= min(shape) = {min(dn, d0)}; got {rank}")
     k_left, k_right = jax.random.split(key)
@@ -56,7 +57,7 @@ def random_matrix_sensing(
     """
     k_truth, k_sense = jax.random.split(_checks.prng_key("key", key))
     truth = low_rank_matrix(k_truth, shape, rank, dtype=dtype)
-    m = _checks.depth(num_measurements, "num_measurements")
+    m = _checks.positive_int("num_measurements", num_measurements)
     A = jax.random.normal(k_sense, (m, *truth.shape), dtype)
     return MatrixSensing(A, jnp.tensordot(A, truth, axes=2)), truth
 
@@ -65,19 +66,29 @@ def random_matrix_completion(
     key: PRNGKeyArray,
     shape: tuple[int, int],
     rank: int,
-    num_observed: int,
+    num_measurements: int | None = None,
     *,
     dtype=jnp.float64,
+    num_observed: int | None = None,
 ) -> tuple[MatrixCompletion, Float[Array, "dn d0"]]:
-    """Matrix completion of a random rank-`rank` ground truth `W*` from `num_observed`
-    entries drawn uniformly without replacement. Returns `(loss, W*)`."""
+    """Matrix completion (eq. 9 with one-hot measurement matrices) of a random
+    rank-`rank` ground truth `W*` from `num_measurements` observed entries, drawn
+    uniformly without replacement. Returns `(loss, W*)`.
+
+    `num_observed` is the deprecated name of `num_measurements` (a DeprecationWarning;
+    removed in the next release).
+    """
+    num_measurements = renamed(
+        "random_matrix_completion", "num_observed", "num_measurements", num_observed,
+        num_measurements, required=True,
+    )
     k_truth, k_entries = jax.random.split(_checks.prng_key("key", key))
     truth = low_rank_matrix(k_truth, shape, rank, dtype=dtype)
     dn, d0 = truth.shape
-    m = _checks.depth(num_observed, "num_observed")
+    m = _checks.positive_int("num_measurements", num_measurements)
     if m > dn * d0:
         raise ValueError(
-            f"`num_observed` must be <= the number of entries {dn * d0}; got {m}"
+            f"`num_measurements` must be <= the number of entries {dn * d0}; got {m}"
         )
     flat = jax.random.choice(k_entries, dn * d0, (m,), replace=False)
     rows, cols = flat // d0, flat % d0

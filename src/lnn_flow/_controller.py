@@ -1,0 +1,91 @@
+"""The step-size controller of every solve, behind a finite guard that tells a flow
+that diverged from one that only ran out of steps (`FlowSolution.diverged`)."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool
+
+from ._result import all_finite
+
+
+def controller(solver, stepsize_controller, rtol, atol):
+    """The given controller, else PID at `rtol`/`atol` (constant steps without an
+    error estimate); adaptive ones behind [`_FiniteGuard`][]."""
+    if stepsize_controller is None:
+        if not isinstance(solver, diffrax.AbstractAdaptiveSolver):
+            return diffrax.ConstantStepSize()
+        stepsize_controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    if isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController):
+        return _FiniteGuard(stepsize_controller)
+    return stepsize_controller
+
+
+class _FiniteGuard(diffrax.AbstractAdaptiveStepSizeController):
+    """An adaptive controller that rejects non-finite trial steps, and records when
+    the solve can no longer advance.
+
+    diffrax's PID controller scales the error estimate by `atol + rtol max(|y0|, |y1|)`:
+    a trial step that overflows to `inf` (a large init, a flow running to infinity)
+    gives `inf / inf = NaN`, a NaN step size, and every later step is rejected at a
+    NaN time until `max_steps` ("Try increasing `max_steps`"). Here such a candidate is
+    replaced by the step's start with an infinite error, so the step is rejected and
+    shrinks by the controller's `factormin`, as diffrax already does for NaN.
+
+    The state adds a flag: since the last accepted step that advanced `t`, a trial
+    overflowed or a rejected step could not shrink (its size is at the resolution of
+    `t`, so `t + dt` rounds back to the same step, as near a finite-time blow-up). A
+    solve that ends at `max_steps` with the flag set did not run out of budget: it
+    diverged (`FlowSolution.diverged`). One `isfinite` reduction per step, no extra
+    vector-field evaluation.
+    """
+
+    inner: diffrax.AbstractAdaptiveStepSizeController
+
+    @property
+    def rtol(self):
+        return self.inner.rtol
+
+    @property
+    def atol(self):
+        return self.inner.atol
+
+    @property
+    def norm(self):
+        return self.inner.norm
+
+    def wrap(self, direction):
+        return _FiniteGuard(self.inner.wrap(direction))
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        tnext, state = self.inner.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        return tnext, (state, jnp.asarray(False))
+
+    def adapt_step_size(
+        self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state
+    ):
+        state, stuck = controller_state
+        bad = ~all_finite(y1_candidate)
+        y1_candidate = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(bad, a, b), y0, y1_candidate
+        )
+        if y_error is not None:
+            y_error = jax.tree_util.tree_map(
+                lambda e: jnp.where(bad, jnp.inf, e), y_error
+            )
+        keep, next_t0, next_t1, jump, state, result = self.inner.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, state
+        )
+        width = jnp.asarray(t1) - jnp.asarray(t0)
+        advanced = keep & (width > 0)
+        cannot_shrink = ~keep & ~(next_t1 - next_t0 < width)
+        stuck = (stuck | bad | cannot_shrink | ~(width > 0)) & ~advanced
+        return keep, next_t0, next_t1, jump, (state, stuck), result
+
+
+def diverged_flag(stepsize_controller, controller_state) -> Bool[Array, ""]:
+    """From a solve's controller and final controller state: had the solve stopped
+    advancing ([`_FiniteGuard`][])? False for other controllers."""
+    if not isinstance(stepsize_controller, _FiniteGuard):
+        return jnp.asarray(False)
+    return controller_state[1]

@@ -1,0 +1,128 @@
+"""The matrix completion study: deep linear networks vs the minimum-nuclear-norm
+solution (Supposition 1, Figure 2 of the notes); re-exported by `lnn_flow.studies`."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
+
+from . import _figures, init, problems
+from ._deprecation import renamed
+from ._factor import factor_flow
+from ._network import end_to_end
+from ._nuclear import min_nuclear_norm_completion
+from ._report import Report
+from ._study_rows import effective_rank, solution_row, timer
+
+# The numbers of observed entries of Figure 2's size.
+DEFAULT_NUM_MEASUREMENTS = (1000, 2000, 4000, 8000)
+
+
+def completion_study(
+    *,
+    size: int = 100,
+    rank: int = 5,
+    num_measurements: Sequence[int] = DEFAULT_NUM_MEASUREMENTS,
+    depths: Sequence[int] = (1, 2, 3, 4),
+    scale: float = 1e-3,
+    loss_reduction: float = 1e-6,
+    seed: int = 0,
+    progress: bool = False,
+    counts: Sequence[int] | None = None,
+) -> Report:
+    """Matrix completion of a `size x size` rank-`rank` ground truth from each number of
+    observed entries in `num_measurements` (one-hot measurements, sampled without
+    replacement): the factor flow at each depth from a balanced init of Frobenius norm
+    `scale`, stopped when the loss fell by `loss_reduction`, next to the
+    minimum-nuclear-norm solution of eq. (10).
+
+    Supposition 1 says the network finds the minimum-nuclear-norm solution; with few
+    observations deeper networks find solutions of lower rank and error instead.
+
+    `counts` is the deprecated name of `num_measurements` (a DeprecationWarning; removed
+    in the next release).
+    """
+    num_measurements = renamed(
+        "completion_study", "counts", "num_measurements", counts, num_measurements,
+        unset=DEFAULT_NUM_MEASUREMENTS,
+    )
+    key_problem, key_init = jax.random.split(jax.random.PRNGKey(seed))
+    init_factors = lambda depth: init.balanced(key_init, (size,) * (depth + 1), scale)
+    rows = []
+    jobs = [(m, depth) for m in num_measurements for depth in (None, *depths)]
+    truth_norm = None
+    for m, depth in tqdm(jobs, desc="completion", disable=not progress):
+        loss, truth = problems.random_matrix_completion(
+            key_problem, (size, size), rank, int(m)
+        )
+        truth_norm = float(jnp.sum(jnp.linalg.svd(truth, compute_uv=False)))
+        rows.append(_solve(loss, truth, int(m), depth, init_factors, loss_reduction))
+    facts = {
+        "truth_nuclear_norm": truth_norm,
+        "truth_effective_rank": float(effective_rank(truth)),
+    }
+    return Report(
+        name="completion",
+        title="Matrix completion: deep linear networks vs minimum nuclear norm",
+        description=(
+            "Supposition 1 (Figure 2 of the notes): solutions of the factor flow (eq. 2) "
+            "from near-zero balanced init, stopped once the training loss fell by "
+            "`loss_reduction`, next to the minimum-nuclear-norm solution of eq. (10) "
+            "(ADMM). Relative error is ||W - W*||_F / ||W*||_F; effective rank is "
+            "exp(entropy of sigma / sum sigma). "
+            + _findings(rows, facts)
+        ),
+        tables={"completion": rows},
+        figures={"completion": _figures.completion_figure(rows, facts)},
+        parameters=dict(size=size, rank=rank, num_measurements=list(num_measurements),
+                        depths=list(depths), scale=scale, loss_reduction=loss_reduction,
+                        seed=seed),
+        facts=facts,
+    )
+
+
+def _solve(loss, truth, m, depth, init_factors, loss_reduction) -> dict[str, Any]:
+    """The row of one solution from `m` observed entries: the minimum-nuclear-norm one
+    (`depth` None), or the factor flow at `depth` from `init_factors(depth)`."""
+    elapsed = timer()
+    if depth is None:
+        ref = min_nuclear_norm_completion(loss)
+        jax.block_until_ready(ref.W)
+        return solution_row("min nuclear norm", ref.W, truth, loss(ref.W), elapsed(),
+                            ref.converged, observations=m, depth="-")
+    ws0 = init_factors(depth)
+    threshold = loss_reduction * float(loss(end_to_end(ws0)))
+    # Time scales with m (the loss averages over observations); the stop is the loss
+    # threshold, the horizon only a cap.
+    sol = factor_flow(loss, ws0, 1e5 * m, loss_threshold=threshold, max_steps=200_000)
+    jax.block_until_ready(sol.end_to_end_final)
+    return solution_row(f"depth {depth}", sol.end_to_end_final, truth, sol.loss_final,
+                        elapsed(), sol.success & sol.stopped, observations=m, depth=depth)
+
+
+def _findings(rows, facts) -> str:
+    """What this run found, every number formatted from `rows` or `facts`."""
+    text = [
+        f"The ground truth has nuclear norm {facts['truth_nuclear_norm']:.4g} and "
+        f"effective rank {facts['truth_effective_rank']:.4g}."
+    ]
+    for m in dict.fromkeys(r["observations"] for r in rows):
+        mine = [r for r in rows if r["observations"] == m and r["success"]]
+        if not mine:
+            continue
+        best = min(mine, key=lambda r: r["relative_error"])
+        text.append(
+            f"With {m} observed entries the lowest error is {best['relative_error']:.3g} "
+            f"({best['solution']}, effective rank {best['effective_rank']:.3g})."
+        )
+    failed = [r for r in rows if not r["success"]]
+    if failed:
+        text.append(
+            "Not finished (ADMM not converged, or the flow stopped by `max_steps` "
+            "before the loss threshold), so not compared above: "
+            + ", ".join(f"{r['solution']} at {r['observations']}" for r in failed)
+            + "."
+        )
+    return " ".join(text)
