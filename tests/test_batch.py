@@ -187,7 +187,7 @@ for name, (method, args, extra) in cases.items():
 # plain batch on one device: the same solves up to where rounds end.
 # Against a reference 1000x tighter (the same program as `plain`: tolerances traced).
 pooled = lf.solve_pool("factor", loss, ws0, 8.0, slots=2, round_steps=8)
-stats = member(pooled.pool, 0)
+stats = jax.tree_util.tree_map(lambda x: x[0], pooled.pool)  # totals, per member
 plain = lf.solve_batch("factor", loss, ws0, 8.0, devices=one, rtol=1e-8, atol=1e-10)
 ref = lf.solve_batch("factor", loss, ws0, 8.0, devices=one, rtol=1e-11, atol=1e-13)
 error = lambda sol: np.abs(sol.end_to_end - ref.end_to_end).max(axis=(1, 2, 3))
