@@ -31,6 +31,7 @@ from ._slots import _Pool, _Segment, _Slots, _first_slots, _refill, _segment, _s
 from ._methods import arguments, lookup
 from ._options import prepare
 from ._result import FlowSolution, PoolStats
+from ._flat import FlatLayout, FlatSystem
 from ._solve import assemble
 from ._system import FIXED_ATOL
 
@@ -199,6 +200,8 @@ def pooled_solve(
     restarts the controller from the last accepted step). `max_steps` is checked
     between rounds, so a member may take up to `round_steps - 1` more.
     """
+    layout = FlatLayout.of(_take(init, 0))  # the solver steps one vector per member
+    system, init = FlatSystem(system, layout), jax.vmap(layout.ravel)(init)
     pool = _Pool(
         system, init, atol, t0, t1, ts, rtol, dt0, loss_threshold, solver,
         stepsize_controller, steady_state, max_steps, round_steps,

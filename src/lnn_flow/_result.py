@@ -17,6 +17,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from . import _checks
+from ._flat import FlatLayout
 from ._network import end_to_end
 
 _NONFINITE_MESSAGE = "The state became non-finite (NaN or inf): the flow diverged."
@@ -88,6 +89,8 @@ class FlowSolution(eqx.Module):
     # because its steps overflowed (non-finite trial states) or shrank below the
     # resolution of `t` (see `_FiniteGuard`). None: not tracked (then `~finite`).
     diverged: Bool[Array, ""] | None = None
+    # How the dense output's flat vector holds the structured state (`_flat`).
+    layout: FlatLayout | None = None
     # The work of the refilled slots, summed over devices: set by `solve_pool` only,
     # its totals repeated for every member (each field has the batch axis).
     pool: PoolStats | None = None
@@ -157,7 +160,7 @@ class FlowSolution(eqx.Module):
 
         The dense output covers only the interval solved: a concrete `t` outside it
         raises a `ValueError`; a traced one (under `jit`/`vmap`) gives NaN there."""
-        y = self._dense(t).evaluate(t)
+        y = self._state(t)
         return y if self.factors is None else _product(y)
 
     def evaluate_factors(self, t: Float[ArrayLike, ""]) -> tuple[Float[Array, "_ _"], ...]:
@@ -165,7 +168,12 @@ class FlowSolution(eqx.Module):
         `t` in `[t0, t_final]` as in [`lnn_flow.FlowSolution.evaluate`][]."""
         if self.factors is None:
             raise ValueError("the end-to-end flow has no factors; use `evaluate`")
-        return self._dense(t).evaluate(t)
+        return self._state(t)
+
+    def _state(self, t):
+        """The structured state at `t` from the dense output."""
+        y = self._dense(t).evaluate(t)
+        return y if self.layout is None else self.layout.unravel(y)
 
     def _dense(self, t=None) -> diffrax.Solution:
         """The dense output; with a concrete `t`, checked to lie in `[t0, t_final]`."""

@@ -17,6 +17,7 @@ from jaxtyping import Array, Int, PyTree
 from . import _checks
 from ._controller import controller, diverged_flag
 from ._events import stop_event, stop_flags
+from ._flat import FlatSystem, flat
 from ._options import SolveOptions, check_output, prepare, warn_dense_memory
 from ._result import FlowSolution, SolverStats, all_finite
 from ._system import AbstractFlowSystem
@@ -47,6 +48,7 @@ def solve(
         warn_dense_memory(y0, checked["solver"], checked["max_steps"])
     meter = options.progress_meter
     meter = diffrax.NoProgressMeter() if meter is None else meter
+    system, y0 = flat(system, y0)  # the solver steps one vector (`_flat`)
     return _solve(system, y0, **checked, dense=bool(options.dense), progress_meter=meter)
 
 
@@ -183,6 +185,7 @@ def assemble(
         ),
         solution=solution,
         depth=system.depth,
+        layout=system.layout if isinstance(system, FlatSystem) else None,
     )
 
 
