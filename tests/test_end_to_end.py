@@ -1,5 +1,6 @@
 """Theorem 1 (eq. 3): the end-to-end vector field and flow."""
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -239,3 +240,184 @@ def test_gram_flow_agrees_with_svd_flow_on_a_well_conditioned_path(dims):
     error = float(jnp.abs(svd.end_to_end - gram.end_to_end).max())
     assert error <= tol, (error, tol)
     assert svd.loss[-1] < 0.5 * svd.loss[0]  # the flows move
+
+
+# --- Derivatives of the field: the Daleckii-Krein rule (`_divided_differences`) ----
+
+# W with a smooth field around it: distinct singular values, a repeated one (0.1 I,
+# where differentiating the SVD gives NaN), and non-square of full rank (B = W^T W or
+# A = W W^T has a null space, but W +- hE keeps it: rank stays min(shape)).
+SMOOTH_POINTS = {
+    "distinct": ((4, 4), [2.0, 1.3, 0.8, 0.5]),
+    "repeated": ((3, 3), None),
+    "full_3x5": ((3, 5), [1.5, 1.0, 0.6]),
+    "full_5x3": ((5, 3), [1.5, 1.0, 0.6]),
+}
+# Rank below min(shape): along W + tE the zero singular values grow like |t|, so the
+# terms A^{p} (p = (j-1)/n) carry |t|^{2p} and t |t|^{2p}: the field is not
+# differentiable there and the central difference converges to the JVP (its symmetric
+# derivative) only like h^{2/n} (seen, relative h = 1e-5: relative errors <= 1.2e-5,
+# 2.0e-4, 9.7e-4 at depths 2, 3, 4, each 100^{2/n} times (within 4%) that at h = 1e-3).
+KINKED_POINTS = {
+    "rank1_3x3": ((3, 3), [1.2, 0.0, 0.0]),
+    "deficient_3x5": ((3, 5), [1.5, 0.7, 0.0]),
+    "deficient_5x3": ((5, 3), [1.5, 0.7, 0.0]),
+}
+
+
+def _point(shape, spectrum):
+    if spectrum is None:
+        return 0.1 * jnp.eye(shape[0])
+    return jnp.asarray(_matrix_with_spectrum(shape, np.asarray(spectrum), seed=5)[0])
+
+
+def _jvp_error(name, points, depth, decomposition, hs):
+    """max |JVP - central difference| / max |JVP| of the field at `points[name]` along
+    a random direction, for each relative step in `hs` (h scaled by max |W|)."""
+    shape, spectrum = points[name]
+    W = _point(shape, spectrum)
+    loss, _ = sensing(shape)
+    E = jax.random.normal(jax.random.PRNGKey(11), shape)
+
+    def field(W):
+        return lf.end_to_end_vector_field(loss, W, depth, decomposition=decomposition)
+
+    _, jvp = jax.jvp(field, (W,), (E,))
+    assert bool(jnp.all(jnp.isfinite(jvp)))
+    size = float(jnp.abs(jvp).max())
+    scale = float(jnp.abs(W).max())
+    errors = []
+    for h in hs:
+        fd = (field(W + h * scale * E) - field(W - h * scale * E)) / (2 * h * scale)
+        errors.append(float(jnp.abs(fd - jvp).max()) / size)
+    return errors
+
+
+@pytest.mark.parametrize("decomposition", ["svd", "gram"])
+@pytest.mark.parametrize("depth", [2, 3, 4])
+@pytest.mark.parametrize("name", list(SMOOTH_POINTS))
+def test_field_jvp_matches_central_differences(name, depth, decomposition):
+    """The central difference errs by O(h^2) truncation (|F'''| h^2 / 6) plus O(eps/h)
+    rounding (eps |F| / h): at relative h = 1e-5 that is ~1e-10 + ~2e-11 relative
+    (seen <= 6.8e-10 on these points, truncation-dominated). 1e-8 leaves a 15x margin;
+    an error in the rule shows as O(1)."""
+    (error,) = _jvp_error(name, SMOOTH_POINTS, depth, decomposition, [1e-5])
+    assert error <= 1e-8, error
+
+
+@pytest.mark.parametrize("decomposition", ["svd", "gram"])
+@pytest.mark.parametrize("depth", [2, 3, 4])
+@pytest.mark.parametrize("name", list(KINKED_POINTS))
+def test_field_jvp_is_the_symmetric_derivative_at_rank_deficient_w(
+    name, depth, decomposition
+):
+    """At rank(W) < min(shape) the JVP is the limit of central differences, which
+    converge like h^{2/n} (see `KINKED_POINTS`): 100x smaller h must shrink the error by
+    ~100^{-2/n} (1.5x allowance; seen within 4%), and it stays below 10 h^{2/n} (seen
+    <= 1.2 h^{2/n})."""
+    hs = [1e-3, 1e-5]
+    errors = _jvp_error(name, KINKED_POINTS, depth, decomposition, hs)
+    rate = 2 / depth
+    for h, error in zip(hs, errors):
+        assert error <= 10 * h**rate, (h, error)
+    assert errors[1] <= 1.5 * (hs[1] / hs[0]) ** rate * errors[0], errors
+
+
+NAN_PRONE = {
+    "repeated": 0.1 * jnp.eye(3),
+    # Built as an outer product: its zero singular values come out at rounding level.
+    "rank1": jnp.outer(jnp.array([1.0, 2.0, -1.0]), jnp.array([0.3, -1.0, 2.0])),
+    "zero_3x4": jnp.zeros((3, 4)),
+}
+
+
+@pytest.mark.parametrize("decomposition", ["svd", "gram"])
+@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("name", list(NAN_PRONE))
+def test_field_jacobians_are_finite_and_agree(name, depth, decomposition):
+    """Where differentiating the SVD divides by zero gaps, both Jacobians are finite and
+    reverse mode (the transposed rule) equals forward mode to rounding (seen <= 4.2e-16
+    relative; at W = 0 both are exactly 0)."""
+    W = NAN_PRONE[name]
+    loss, _ = sensing(W.shape)
+
+    def field(W):
+        return lf.end_to_end_vector_field(loss, W, depth, decomposition=decomposition)
+
+    forward = jax.jacfwd(field)(W)
+    reverse = jax.jacrev(field)(W)
+    assert bool(jnp.all(jnp.isfinite(forward)))
+    scale = float(jnp.abs(forward).max())
+    np.testing.assert_allclose(reverse, forward, atol=1e-13 * max(scale, 1.0), rtol=0)
+
+
+def test_implicit_solver_on_the_end_to_end_flow():
+    """Kvaerno5 needs the field's Jacobian; from 0.1 I (repeated singular values) it
+    was NaN. Both solves keep local errors below rtol |W| + atol, so each is within
+    conftest's `trajectory_tolerance` of the exact flow and they differ by at most the
+    sum of the two (init 0.1 I of an O(1) target: conftest's rule applies). Seen:
+    1.5e-9 against a bound of 1.6e-5 (Kvaerno5 1298 steps, half rejected, as on the
+    factor flow; Tsit5 135)."""
+    loss, _ = whitened((3, 3))
+    W0 = 0.1 * jnp.eye(3)
+    ts = jnp.linspace(0.0, 5.0, 11)
+    rtol = 1e-8
+    atol = float(lf._end_to_end.default_atol(W0, rtol))
+    implicit = lf.end_to_end_flow(loss, W0, 3, 5.0, ts, solver=diffrax.Kvaerno5(),
+                                  rtol=rtol)
+    explicit = lf.end_to_end_flow(loss, W0, 3, 5.0, ts, rtol=rtol)
+    assert implicit.success and explicit.success, implicit.message
+    assert implicit.reached.all()
+    scale = float(jnp.abs(explicit.end_to_end).max())
+    tol = sum(
+        trajectory_tolerance(int(sol.stats.num_steps), scale, rtol=rtol, atol=atol)
+        for sol in (implicit, explicit)
+    )
+    error = float(jnp.abs(implicit.end_to_end - explicit.end_to_end).max())
+    assert error <= tol, (error, tol)
+    assert explicit.loss[-1] < 0.1 * explicit.loss[0]  # the flow moves
+
+
+def _final_loss_gradient_check(final_loss, x0, direction, h=1e-5):
+    """`<grad, direction>` by reverse mode through the solve and by a central
+    difference: (value, finite difference)."""
+    grad = jax.grad(final_loss)(x0)
+    leaves = jax.tree_util.tree_leaves
+    got = sum(float(jnp.vdot(g, e)) for g, e in zip(leaves(grad), leaves(direction)))
+    shift = lambda s: jax.tree_util.tree_map(lambda x, e: x + s * h * e, x0, direction)
+    fd = (float(final_loss(shift(1.0))) - float(final_loss(shift(-1.0)))) / (2 * h)
+    return got, fd
+
+
+# Reverse mode through the solve differentiates the discrete solution; the central
+# difference (h = 1e-5) of the same solve errs by its O(h^2) truncation (seen 2.3e-6
+# relative at h = 1e-4, so ~2e-8 at 1e-5) plus the change in the solver's error between
+# the two solves (rtol 1e-10). Seen: 2.3e-8 (end-to-end), 6.2e-9 (factor); 1e-6 bounds
+# both with a wide margin, while a wrong rule errs by O(1).
+GRAD_RTOL = 1e-6
+
+
+def test_gradient_through_the_end_to_end_flow_from_repeated_singular_values():
+    loss, _ = whitened((3, 3))
+    W0 = 0.1 * jnp.eye(3)
+    E = jax.random.normal(jax.random.PRNGKey(11), (3, 3))
+
+    def final_loss(W0):
+        return lf.end_to_end_flow(loss, W0, 3, 5.0, rtol=1e-10, atol=1e-12).loss_final
+
+    got, fd = _final_loss_gradient_check(final_loss, W0, E)
+    assert np.isfinite(got)
+    assert abs(got - fd) <= GRAD_RTOL * abs(fd), (got, fd)
+
+
+def test_gradient_through_the_factor_flow_from_balanced_factors_of_0_1_identity():
+    loss, _ = whitened((3, 3))
+    ws0 = (0.1 ** (1 / 3) * jnp.eye(3),) * 3  # balanced, end-to-end 0.1 I
+    keys = jax.random.split(jax.random.PRNGKey(12), 3)
+    Es = tuple(jax.random.normal(k, (3, 3)) for k in keys)
+
+    def final_loss(ws):
+        return lf.factor_flow(loss, ws, 5.0, rtol=1e-10, atol=1e-12).loss_final
+
+    got, fd = _final_loss_gradient_check(final_loss, ws0, Es)
+    assert abs(got - fd) <= GRAD_RTOL * abs(fd), (got, fd)

@@ -8,6 +8,7 @@ depth-`n` linear network trained by gradient flow follows an ODE of its own:
 equivalently `vec(dW/dt) = -P(W) vec(grad l(W))` with the preconditioner of Corollary 1.
 """
 
+import functools
 from typing import Unpack
 
 import equinox as eqx
@@ -16,6 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from . import _checks
+from ._divided_differences import precondition_tangent
 from ._options import SolveKwargs, SolveOptions
 from ._result import FlowSolution
 from ._solve import solve
@@ -42,6 +44,11 @@ def end_to_end_vector_field(
     `decomposition="gram"` takes the SVD from the smaller Gram matrix instead (faster,
     accurate only while `s_min / s_max >> sqrt(max(d_n, d_0) * eps)`; see
     `_spectral.reduced_svd`).
+
+    Derivatives in `W` (`jax.jvp`, `jax.jacrev`, implicit solvers, gradients through a
+    solve) use the Daleckii-Krein rule of `_divided_differences`: finite at repeated
+    and zero singular values; where rank(W) < min(d_n, d_0) the field has a kink and
+    they are its symmetric derivative.
     """
     depth, W = _depth_and_matrix(depth, W)
     _checks.fits_loss(loss, W.shape, "W")
@@ -72,11 +79,32 @@ def _depth_and_matrix(depth, W) -> tuple[int, Float[Array, "dn d0"]]:
     return depth, _checks.non_empty("W", _checks.as_float_array("W", W, ndim=2))
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _precondition(
     W: Float[Array, "dn d0"],
     G: Float[Array, "dn d0"],
     depth: int,
     decomposition: str = "svd",
+) -> Float[Array, "dn d0"]:
+    """`P(W)[G]` of Corollary 1 from one reduced SVD. Its derivative in `(W, G)` is the
+    Daleckii-Krein rule of `_divided_differences` (finite at repeated and zero singular
+    values, where differentiating the SVD divides by zero gaps)."""
+    return _precondition_from_svd(W, G, depth, decomposition)
+
+
+@_precondition.defjvp
+def _precondition_jvp(depth, decomposition, primals, tangents):
+    W, G = primals
+    dW, dG = tangents
+    out = _precondition_from_svd(W, G, depth, decomposition)
+    return out, precondition_tangent(W, G, dW, dG, depth)
+
+
+def _precondition_from_svd(
+    W: Float[Array, "dn d0"],
+    G: Float[Array, "dn d0"],
+    depth: int,
+    decomposition: str,
 ) -> Float[Array, "dn d0"]:
     if depth == 1:
         return G
