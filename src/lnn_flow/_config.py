@@ -3,8 +3,9 @@
 Unlike diffrax and equinox, lnn_flow changes two process-wide settings when imported,
 because its numerics depend on them:
 
-- **64-bit JAX** (`jax_enable_x64`): the flows are solved to `rtol ~ 1e-10` and the
-  theory checks compare quantities at rounding level; float32 cannot resolve either.
+- **64-bit JAX** (`jax_enable_x64`): the tests solve the flows at `rtol = 1e-10`
+  (`tests/conftest.py`) and the theory checks compare quantities at rounding level;
+  float32 (eps 1.2e-7) can resolve neither.
   Callers still get float32 where they pass float32 arrays.
 - **One LAPACK thread** for SciPy's OpenBLAS, which jaxlib calls for CPU `svd`/`eigh`.
   For the matrices of this package (d <= a few hundred) its threads buy little on an
