@@ -25,6 +25,7 @@ from ._config import configure_from_environment as _configure_from_environment
 _configure_from_environment()  # x64 and one LAPACK thread; opt-outs: lnn_flow._config
 
 from . import init, losses, problems, theory  # noqa: E402
+from . import tensor  # noqa: E402
 from ._end_to_end import (  # noqa: E402
     apply_preconditioner,
     end_to_end_flow,
@@ -114,6 +115,7 @@ __all__ = [
     "studies",
     "summarize",
     "theory",
+    "tensor",
     "unbalancedness",
     "unbalancedness_along",
     "unbalancedness_step",

@@ -27,6 +27,7 @@ from ._symmetric import (
     symmetric_flow,
 )
 from ._system import AbstractFlowSystem, Loss
+from ._tensor_flow import cp_system, flow as tensor_flow
 
 # `(loss, one member of init, the method's bound arguments by name) -> system`.
 SystemBuilder = Callable[[Loss, PyTree[Array], dict[str, Any]], AbstractFlowSystem]
@@ -101,6 +102,7 @@ METHODS: dict[str, Method] = {
     "symmetric_factor": Method(
         symmetric_factor_flow, _symmetric_factor_system, state=_transpose_pair
     ),
+    "tensor": Method(tensor_flow, cp_system, factors=True),
 }
 
 

@@ -8,6 +8,7 @@ give, applied to each save.
 """
 
 import warnings
+from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
@@ -94,6 +95,8 @@ class FlowSolution(eqx.Module):
     # The work of the refilled slots, summed over devices: set by `solve_pool` only,
     # its totals repeated for every member (each field has the batch axis).
     pool: PoolStats | None = None
+    # The system's `combine` (`_system`): factors -> the end-to-end object.
+    combine: Callable[..., Array] = eqx.field(static=True, default=None)
 
     def __iter__(self):
         # `solution, stats = lf.solve_pool(...)`, the shape before `pool` was a field.
@@ -161,7 +164,9 @@ class FlowSolution(eqx.Module):
         The dense output covers only the interval solved: a concrete `t` outside it
         raises a `ValueError`; a traced one (under `jit`/`vmap`) gives NaN there."""
         y = self._state(t)
-        return y if self.factors is None else _product(y)
+        if self.factors is None:
+            return y
+        return (self.combine or _product)(tuple(y))
 
     def evaluate_factors(self, t: Float[ArrayLike, ""]) -> tuple[Float[Array, "_ _"], ...]:
         """The factors `(W_1(t), ..., W_n(t))` from the dense output (factor flow), for

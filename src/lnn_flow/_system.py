@@ -12,11 +12,14 @@ system: a map written per state cannot mix up the save axis with a factor axis.
 
 import abc
 from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree
+
+from ._network import end_to_end as _matrix_product
 
 # `l(end_to_end) -> scalar`: a loss from `lnn_flow.losses` or any traceable callable.
 Loss = Callable[[Float[Array, "..."]], Float[Array, ""]]
@@ -37,6 +40,10 @@ class AbstractFlowSystem(eqx.Module):
 
     loss: eqx.AbstractVar[Loss]
     depth: eqx.AbstractVar[int]
+    # `factors -> end-to-end object`, a plain function holding no system data: what
+    # `FlowSolution.evaluate` applies to the factors of the dense output. The matrix
+    # product `W_n ... W_1` unless a system's factors combine otherwise (CP factors).
+    combine: ClassVar[Callable[..., Array]] = staticmethod(_matrix_product)
 
     @abc.abstractmethod
     def vector_field(self, t: Float[Array, ""], y: PyTree[Array], args) -> PyTree[Array]:

@@ -257,7 +257,9 @@ class Logistic(eqx.Module):
 
 
 # Every loss above is >= 0: a negative `loss_threshold` could never be reached.
+from ._tensor_losses import TensorCompletion, TensorSensing  # noqa: E402
+
 NON_NEGATIVE = (
     WhitenedSquare, SquareRegression, LpRegression, MatrixSensing, MatrixCompletion,
-    Logistic,
+    Logistic, TensorCompletion, TensorSensing,
 )

@@ -93,3 +93,6 @@ def random_matrix_completion(
     flat = jax.random.choice(k_entries, dn * d0, (m,), replace=False)
     rows, cols = flat // d0, flat % d0
     return MatrixCompletion(rows, cols, truth[rows, cols], truth.shape), truth
+from ._tensor_problems import (  # noqa: E402, F401
+    low_rank_tensor, random_tensor_completion, random_tensor_sensing,
+)
