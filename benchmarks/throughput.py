@@ -1,19 +1,25 @@
 """Solves per second of the factor flow: one batched call vs a loop of single solves.
 
-Matrix sensing (eq. 9) of a 20 x 20 rank-2 truth from m = 160 Gaussian measurements,
-depth 3 (widths 20), balanced init of norm 1e-3, Tsit5 with rtol 1e-8, atol 1e-10,
-float64, t1 = 60. For each batch size B: `lf.solve_batch` (seeds vmapped, sharded
-over all visible devices) vs a Python loop calling the jitted `lf.factor_flow` once per
-seed, both after compilation (compile time reported apart: first call minus a run);
-also the batched call with `chunk_size` (seeds solved a chunk at a time); peak memory
-after each B (process max RSS; device peak where JAX reports it).
+Matrix sensing (eq. 9) of a d x d rank-2 truth from m = 8 d Gaussian measurements
+(`--dims`, default 10 20 50), depth 3 (widths d), balanced init of norm 1e-3, Tsit5 with
+rtol 1e-8, atol 1e-10, float64, t1 = 60; then the completion study's problem (100 x 100,
+rank 5, 2000 observed entries, depths 2 and 3, stopped at a 1e-6 loss reduction) with
+`--completion-batch` seeds. For each batch size B: `lf.solve_batch` with every
+`chunk_size` strategy (`None`: all seeds vmapped; `1`: one after another in one
+compiled `lax.map`; `"auto"`: the default, and which of the two it picked) vs a Python
+loop calling the jitted `lf.factor_flow` once per seed, all after compilation (compile
+time reported apart: first call minus a run); x columns are per-seed speed relative to
+the loop (> 1: faster than the loop); "field" is the ratio `auto` decides on (the
+vmapped vector field's cost per member over a single one's, measured again here); peak memory after each B (process max RSS;
+device peak where JAX reports it).
 
 Then the cost of vmap advancing every member until the slowest finishes: seeds whose
 init scales span 1e-4 .. 1e-2 (plateaus of very different lengths), with and without a
 loss threshold stop; utilization = sum of per-member steps / (B * max steps), and the
 wall time of one mixed batch vs the same seeds in order of scale, `chunk_size` at a time.
 
-Usage: python benchmarks/throughput.py [--max-batch 1024] [--utilization-batch 64]
+Usage: python benchmarks/throughput.py [--max-batch 1024] [--dims 10 20 50]
+           [--completion-batch 8] [--utilization-batch 64]
 """
 
 import argparse
@@ -47,28 +53,48 @@ def peak_memory() -> str:
     return text
 
 
-def initial(B, scales, seed=1):
+def initial(B, scales, seed=1, d=D, depth=DEPTH):
     keys = jax.random.split(jax.random.PRNGKey(seed), B)
     scales = jnp.broadcast_to(jnp.asarray(scales, jnp.float64), (B,))
-    return jax.vmap(lambda k, s: lf.init.balanced(k, (D,) * (DEPTH + 1), s))(keys, scales)
+    return jax.vmap(lambda k, s: lf.init.balanced(k, (d,) * (depth + 1), s))(keys, scales)
 
 
-def throughput(loss, sizes, chunk):
-    print(f"{'B':>5} {'vmap s':>8} {'loop s':>8} {'vmap/s':>8} {'loop/s':>8} "
-          f"{'speedup':>7} {f'chunk{chunk}/s':>9} {'compile vmap':>12} {'compile 1':>9}"
-          "  peak memory")
-    single = lambda ws: lf.factor_flow(loss, ws, T1, **OPTIONS)
+def strategy_of(loss, ws0, depth) -> str:
+    """What `chunk_size="auto"` picked for this batch (`lnn_flow._batch_strategy`), and
+    the field ratio it decided on: the vmapped field's cost per member over a single
+    one's (measured here again; "-" where `auto` does not measure)."""
+    from lnn_flow._batch_strategy import CPU_CHUNK, SMALL_STATE, choose, field_costs
+    from lnn_flow._factor import _FactorSystem
+
+    B = ws0[0].shape[0]
+    chunk = choose("factor", loss, ws0, (T1,), dict(OPTIONS), B, tuple(jax.devices()))
+    name = "seq" if chunk == 1 else "vmap" if chunk is None else f"vmap/{chunk}"
+    if B < 2 or sum(w[0].size for w in ws0) < SMALL_STATE:
+        return f"{name:>7} {'-':>5}"
+    members = tuple(w[:CPU_CHUNK] for w in ws0)
+    single, batched = field_costs(_FactorSystem(loss, depth), members)
+    return f"{name:>7} {batched / single:5.2f}"
+
+
+def throughput(loss, d, depth, sizes, t1, options):
+    """Per B: the batched call with every `chunk_size` strategy (all vmapped `None`,
+    one after another `1`, and `"auto"`) against a loop of single solves."""
+    print(f"{'B':>5} {'vmap s':>8} {'seq s':>8} {'auto s':>8} {'auto':>7} {'field':>5} "
+          f"{'loop s':>8} "
+          f"{'vmap x':>6} {'seq x':>6} {'auto x':>6} {'compile vmap':>12} "
+          f"{'compile 1':>9}  peak memory   (x: per-seed speed vs the loop)")
+    single = lambda ws: lf.factor_flow(loss, ws, t1, **options)
     member = lambda ws, i: tuple(w[i] for w in ws)
     for B in sizes:
-        ws0 = jax.block_until_ready(initial(B, SCALE))
-        batched = lambda: lf.solve_batch("factor", loss, ws0, T1, chunk_size=None,
-                                         **OPTIONS)
-        _, first = timed(batched)
-        out, run = timed(batched)
-        chunked = lambda: lf.solve_batch("factor", loss, ws0, T1, chunk_size=chunk,
-                                         **OPTIONS)
-        timed(chunked)
-        _, chunk_run = timed(chunked)
+        ws0 = jax.block_until_ready(initial(B, SCALE, d=d, depth=depth))
+        runs, compiles = {}, {}
+        for name, chunk in (("vmap", None), ("seq", 1), ("auto", "auto")):
+            batched = lambda: lf.solve_batch("factor", loss, ws0, t1, chunk_size=chunk,
+                                             **options)
+            _, first = timed(batched)
+            out, runs[name] = timed(batched)
+            compiles[name] = first - runs[name]
+            assert bool(out.success.all()), out.message
         # The loop's compile is paid once per shape (B = 1 shows it); later calls reuse.
         _, first_single = timed(lambda: single(member(ws0, 0)))
         _, single_run = timed(lambda: single(member(ws0, 0)))
@@ -79,10 +105,10 @@ def throughput(loss, sizes, chunk):
         for i in range(timed_seeds):
             jax.block_until_ready(single(member(ws0, i)))
         loop = (time.perf_counter() - start) * B / timed_seeds
-        assert bool(out.success.all())
-        print(f"{B:5d} {run:8.3f} {loop:8.3f} {B / run:8.1f} {B / loop:8.1f} "
-              f"{loop / run:7.2f} {B / chunk_run:9.1f} {first - run:12.2f} "
-              f"{first_single - single_run:9.2f}  "
+        print(f"{B:5d} {runs['vmap']:8.3f} {runs['seq']:8.3f} {runs['auto']:8.3f} "
+              f"{strategy_of(loss, ws0, depth)} {loop:8.3f} {loop / runs['vmap']:6.2f} "
+              f"{loop / runs['seq']:6.2f} {loop / runs['auto']:6.2f} "
+              f"{compiles['vmap']:12.2f} {first_single - single_run:9.2f}  "
               f"{peak_memory()}", flush=True)
 
 
@@ -112,23 +138,46 @@ def utilization(loss, B, chunks):
               f"(sorted utilization {chunk_used:.2f})", flush=True)
 
 
+def completion(depths, B):
+    """The 100 x 100 rank-5 completion from 2000 observed entries (the completion
+    study's problem), each seed stopped when its loss fell by 1e-6."""
+    loss, _ = lf.problems.random_matrix_completion(jax.random.PRNGKey(0), (100, 100), 5,
+                                                   2000)
+    threshold = 1e-6 * float(loss(jnp.zeros((100, 100))))
+    options = dict(OPTIONS, loss_threshold=threshold, max_steps=200_000)
+    for depth in depths:
+        print(f"\ncompletion 100 x 100, rank 5, 2000 observed entries, depth {depth}, "
+              f"balanced init {SCALE}, stop at loss {threshold:.3g}")
+        throughput(loss, 100, depth, [B], 1e5 * 2000, options)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-batch", type=int, default=1024,
                         help="largest B of 1, 16, 64, 256, 1024, 8192 to run (default 1024)")
+    parser.add_argument("--dims", type=int, nargs="+", default=[10, 20, 50],
+                        help="sensing: d of the d x d problem (m = 8 d); B is capped at "
+                             "64 for d >= 50 (default 10 20 50)")
+    parser.add_argument("--completion-batch", type=int, default=8,
+                        help="seeds of the 100 x 100 completion, depths 2 and 3 (0: skip)")
     parser.add_argument("--utilization-batch", type=int, default=64)
     parser.add_argument("--chunks", type=int, default=4,
                         help="utilization: sorted seeds solved in this many chunks")
-    parser.add_argument("--chunk-size", type=int, default=16,
-                        help="throughput: chunk_size of the chunked batched call")
     args = parser.parse_args()
     print(f"backend: {jax.default_backend()}, devices: {jax.device_count()} "
           f"({jax.devices()[0].device_kind}), jax {jax.__version__}")
-    print(f"factor flow: matrix sensing d = {D}, rank {RANK}, m = {M}, depth {DEPTH}, "
-          f"balanced init {SCALE}, Tsit5 rtol 1e-8 atol 1e-10, t1 = {T1}, float64\n")
+    for d in args.dims:
+        print(f"\nfactor flow: matrix sensing d = {d}, rank {RANK}, m = {8 * d}, depth "
+              f"{DEPTH}, balanced init {SCALE}, Tsit5 rtol 1e-8 atol 1e-10, t1 = {T1}, "
+              "float64")
+        loss, _ = lf.problems.random_matrix_sensing(jax.random.PRNGKey(0), (d, d), RANK,
+                                                    8 * d)
+        cap = args.max_batch if d < 50 else min(args.max_batch, 64)
+        sizes = [b for b in (1, 16, 64, 256, 1024, 8192) if b <= cap]
+        throughput(loss, d, DEPTH, sizes, T1, OPTIONS)
+    if args.completion_batch:
+        completion((2, 3), args.completion_batch)
     loss, _ = lf.problems.random_matrix_sensing(jax.random.PRNGKey(0), (D, D), RANK, M)
-    sizes = [b for b in (1, 16, 64, 256, 1024, 8192) if b <= args.max_batch]
-    throughput(loss, sizes, args.chunk_size)
     utilization(loss, args.utilization_batch, args.chunks)
 
 

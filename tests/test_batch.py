@@ -312,12 +312,3 @@ def test_distributed_recipe_on_localhost(tmp_path):
                                            err_msg=name)
             else:
                 assert np.array_equal(a[name], b[name]), name
-
-
-def test_auto_chunk_size_chunks_only_large_cpu_batches():
-    from lnn_flow._batch import auto_chunk_size
-
-    cpu = jax.devices("cpu")[:1]
-    assert auto_chunk_size(64, cpu) is None
-    assert auto_chunk_size(65, cpu) == 64
-    assert auto_chunk_size(1024, cpu) == 64

@@ -35,6 +35,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
 from ._batch_checks import batch_size, check_on_host
+from ._batch_strategy import CPU_CHUNK, auto_chunk_size, choose  # noqa: F401
 from ._methods import METHODS, lookup
 from ._pool import pool_problem, pooled_solve
 from ._result import FlowSolution
@@ -62,17 +63,6 @@ def _resolve_devices(devices) -> tuple:
     if not devices or not all(isinstance(d, jax.Device) for d in devices):
         raise TypeError("`devices` must be a non-empty sequence of `jax.Device`s")
     return devices
-
-
-CPU_CHUNK = 64
-
-
-def auto_chunk_size(size: int, devices: Sequence[jax.Device]) -> int | None:
-    """The `chunk_size` that `"auto"` picks: 64 seeds at a time on CPU devices that
-    each hold more than 64 (one vmap over more falls out of cache), else no chunks."""
-    per_device = -(-size // len(devices))
-    on_cpu = all(d.platform == "cpu" for d in devices)
-    return CPU_CHUNK if on_cpu and per_device > CPU_CHUNK else None
 
 
 def _trace_floats(tree):
@@ -112,11 +102,14 @@ def solve_batch(
       (global devices after `jax.distributed.initialize`). One device: no sharding.
     - `chunk_size`: solve each device's seeds `chunk_size` at a time (`jax.lax.map`
       with `batch_size`), one vmapped chunk after another, instead of all at once
-      (`None`). A vmapped adaptive solve steps every member until the slowest
-      finishes, and on CPU a large batch falls out of cache: `benchmarks/throughput.py`
-      measures both. `"auto"` (default) chunks by 64 on CPU devices holding more than
-      64 seeds each, where `benchmarks/throughput.py` measured it fastest (d = 20,
-      depth 3), and does not chunk elsewhere.
+      (`None`); `1` solves them one after another with plain (unbatched) ops. A
+      vmapped adaptive solve steps every member until the slowest finishes, its field
+      runs as batched ops, and on CPU a large batch falls out of cache:
+      `benchmarks/throughput.py` measures each way. `"auto"` (default): vmapped on
+      GPU/TPU; on CPU, measured once per problem shape (`lnn_flow._batch_strategy`):
+      vmapped by chunks of 64 where the batched vector field is cheaper per member,
+      else one seed after another, so a batch is not slower per seed than a loop of
+      single solves.
 
     Python floats among the arguments are traced, so new times, tolerances or step
     sizes reuse the compiled program. For the named methods every argument is checked
@@ -135,7 +128,7 @@ def solve_batch(
     devices = _resolve_devices(devices)
     args, kwargs = check_on_host(method, solve_one, loss, init, args, kwargs)
     if isinstance(chunk_size, str) and chunk_size == "auto":
-        chunk_size = auto_chunk_size(size, devices)
+        chunk_size = choose(method, loss, init, args, kwargs, size, devices)
     if chunk_size is not None and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
@@ -229,6 +222,16 @@ def _pooled(method, loss, args, kwargs, pool):
     return run
 
 
+def _chunked(one, members, chunk_size: int):
+    """`one` over `members`, `chunk_size` vmapped at a time. One at a time is a plain
+    `lax.map`: `lax.map(..., batch_size=1)` would vmap each member over an axis of size
+    1, and batched ops cost more than plain ones on CPU (a sequential batch then runs
+    slower than a loop of single solves)."""
+    if chunk_size == 1:
+        return jax.lax.map(one, members)
+    return jax.lax.map(one, members, batch_size=chunk_size)
+
+
 @eqx.filter_jit
 def _run(dynamic, static, size: int, mesh, chunk_size, pool, manual: bool):
     solve_one, loss, init, args, kwargs = eqx.combine(dynamic, static)
@@ -238,7 +241,7 @@ def _run(dynamic, static, size: int, mesh, chunk_size, pool, manual: bool):
     elif chunk_size is None:
         per_member = jax.vmap(one)
     else:
-        per_member = lambda members: jax.lax.map(one, members, batch_size=chunk_size)
+        per_member = lambda members: _chunked(one, members, chunk_size)
     if mesh is None:
         return per_member(init)
     pad = -size % mesh.size

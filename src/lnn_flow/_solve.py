@@ -48,7 +48,6 @@ def solve(
         warn_dense_memory(y0, checked["solver"], checked["max_steps"])
     meter = options.progress_meter
     meter = diffrax.NoProgressMeter() if meter is None else meter
-    system, y0 = flat(system, y0)  # the solver steps one vector (`_flat`)
     return _solve(system, y0, **checked, dense=bool(options.dense), progress_meter=meter)
 
 
@@ -71,6 +70,7 @@ def _solve(
     progress_meter,
     steady_state=False,
 ) -> FlowSolution:
+    system, y0 = flat(system, y0)  # the solver steps one vector (`_flat`)
     stepsize_controller = controller(solver, stepsize_controller, rtol, atol)
     event = stop_event(system, loss_threshold, steady_state, rtol, atol)
     saveat = diffrax.SaveAt(
@@ -186,6 +186,7 @@ def assemble(
         solution=solution,
         depth=system.depth,
         layout=system.layout if isinstance(system, FlatSystem) else None,
+        combine=(system.system if isinstance(system, FlatSystem) else system).combine,
     )
 
 
