@@ -1,6 +1,7 @@
-"""`lnn_flow.studies`, the public face of the Section 4 studies: `STUDIES`, `SMALL` and
+"""`lnn_flow.studies`, the public face of the Section 4 and 5 studies: `STUDIES`, `SMALL` and
 the renamed parameters. Each study's own effect is tested in its mirror file
-(tests/test_study_completion.py, test_study_greedy.py, test_study_norms.py)."""
+(tests/test_study_completion.py, test_study_greedy.py, test_study_norms.py,
+test_study_tensor.py)."""
 
 import inspect
 
@@ -14,6 +15,7 @@ def test_studies_are_re_exported_under_their_names():
         "completion": studies.completion_study,
         "greedy": studies.greedy_study,
         "norms": studies.norms_study,
+        "tensor": studies.tensor_study,
     }
     for name in studies.__all__:
         assert hasattr(studies, name), name

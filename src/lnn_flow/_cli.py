@@ -271,11 +271,12 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Run a built-in study (completion: deep networks vs minimum nuclear norm; "
             "greedy: singular values switching on; norms: Proposition 5's diverging "
-            "norms) or a study file (TOML/JSON with `study = NAME` and a [parameters] "
+            "norms; tensor: CP components switching on, Section 5) or a study file "
+            "(TOML/JSON with `study = NAME` and a [parameters] "
             "table), and write PNG figures, CSV/JSON tables and summary.md."
         ),
     )
-    run.add_argument("study", help="completion, greedy, norms, or a study file")
+    run.add_argument("study", help="completion, greedy, norms, tensor, or a study file")
     run.add_argument("--out", default=None, help="report folder (default reports/NAME)")
     run.add_argument(
         "--small", action="store_true", help="reduced sizes that still show the effect"

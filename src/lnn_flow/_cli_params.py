@@ -103,6 +103,13 @@ RANGES = {
     "loss_reduction": (0, 1, False),
     "rtol": (0, 1, False),
     "fraction": (0, 1, False),
+    "orders": (2, math.inf, True),
+    "sizes": (1, math.inf, True),
+    "components": (1, math.inf, True),
+    "scales": (0, math.inf, False),
+    "seeds": (1, math.inf, True),
+    "cutoff": (0, 1, False),
+    "max_steps": (1, math.inf, True),
 }
 
 
@@ -198,6 +205,8 @@ def check_combination(name: str, parameters: dict, sources: dict) -> None:
             f"`{sources.get('W0', 'W0')}` must be a 2x2 matrix (two rows of two "
             f"numbers); got {W0}"
         )
+    if name == "tensor":
+        _check_tensor(parameters, sources)
     if name == "completion" and size is not None:
         for m in parameters.get("num_measurements") or ():
             if m > size * size:
@@ -206,6 +215,25 @@ def check_combination(name: str, parameters: dict, sources: dict) -> None:
                     f"observed entries exceed `{sources.get('size', 'size')}`^2 = "
                     f"{size * size}"
                 )
+
+
+def _check_tensor(parameters: dict, sources: dict) -> None:
+    """The tensor study's orders pair with its sizes, and the observed entries fit the
+    first order's tensor."""
+    src = lambda key: sources.get(key, key)
+    orders, sizes = list(parameters["orders"]), list(parameters["sizes"])
+    if len(orders) != len(sizes) or not orders:
+        raise ValueError(
+            f"`{src('orders')}` = {orders} and `{src('sizes')}` = {sizes} must pair up "
+            "(one size per order)"
+        )
+    entries = sizes[0] ** orders[0]
+    for m in parameters.get("num_measurements") or ():
+        if m > entries:
+            raise ValueError(
+                f"`{src('num_measurements')}` = {m} observed entries exceed the "
+                f"{entries} entries of `{src('sizes')}`[0]^`{src('orders')}`[0]"
+            )
 
 
 def study_spec(name_or_path: str) -> tuple[str, dict]:

@@ -1,10 +1,12 @@
-"""Implicit regularization studies (Section 4 of the notes), each returning a
+"""Implicit regularization studies (Sections 4 and 5 of the notes), each returning a
 [`Report`][lnn_flow.studies.Report] with tables, figures and a summary.
 
 - `completion`: deep linear networks vs the minimum-nuclear-norm solution on matrix
   completion (Supposition 1, Figure 2).
 - `greedy`: singular values switching on one after another (Theorem 3, Figure 3).
 - `norms`: norms that diverge as the loss falls (Lemma 2, Proposition 5).
+- `tensor`: the CP flow's components switching on one at a time, the init scale, and
+  the tensor flow against the factor flow on the matricized entries (Section 5).
 
 Every study takes keyword parameters with defaults of the size the notes use; `STUDIES`
 maps names to functions and `SMALL` holds reduced parameters that still show the effect.
@@ -20,6 +22,7 @@ from ._study_completion import completion_study
 from ._study_greedy import greedy_study, switch_on_times
 from ._study_norms import norms_study
 from ._study_rows import effective_rank
+from ._study_tensor import tensor_study
 
 __all__ = [
     "Report",
@@ -31,12 +34,14 @@ __all__ = [
     "greedy_study",
     "norms_study",
     "switch_on_times",
+    "tensor_study",
 ]
 
 STUDIES: dict[str, Callable[..., Report]] = {
     "completion": completion_study,
     "greedy": greedy_study,
     "norms": norms_study,
+    "tensor": tensor_study,
 }
 
 # Reduced parameters that still show each effect (tests, notebooks, CI).
@@ -44,6 +49,9 @@ SMALL: dict[str, dict[str, Any]] = {
     "completion": dict(size=30, rank=2, num_measurements=(150, 300), depths=(1, 3)),
     "greedy": dict(size=10, rank=3, depths=(1, 3), t1=150.0),
     "norms": dict(depths=(2, 3), t1=2000.0, num_saves=200),
+    "tensor": dict(orders=(3,), sizes=(6,), rank=2, components=4,
+                   num_measurements=(60, 120), scales=(1e-6, 1e-3), seeds=3,
+                   num_saves=120, max_steps=4000),
 }
 
 # Parameters renamed, per study: old name -> new name. The old names are still accepted
@@ -52,4 +60,5 @@ _RENAMED: dict[str, dict[str, str]] = {
     "completion": {"counts": "num_measurements"},
     "greedy": {"measurements": "num_measurements"},
     "norms": {},
+    "tensor": {},
 }
