@@ -237,18 +237,20 @@ def _loss_at(system, y):
     return system.loss(system.end_to_end(y))
 
 
-def finite_initial_loss(name: str, system, y0):
-    """`y0`, refused unless the loss at it is a finite real scalar: a flow from a
-    NaN/inf loss has no direction to follow, and a solver would spend every step on it
-    before failing. `name` is what the user passed as the initial state. Costs one
-    small compiled loss evaluation, no solve; on a traced `y0` the check is attached
-    to `y0` as a runtime error."""
-    value = _loss_at(system, y0)
-    if jnp.ndim(value) != 0 or not jnp.issubdtype(value.dtype, jnp.floating):
+def scalar_loss(value) -> None:
+    """A loss value must be a real scalar (checked on its shape and dtype only, so it
+    runs at trace time too)."""
+    if jnp.ndim(value) != 0 or not jnp.issubdtype(jnp.result_type(value), jnp.floating):
         raise TypeError(
             "`loss` must return a real scalar; got "
             f"{jnp.result_type(value).name} of shape {tuple(jnp.shape(value))}"
         )
+
+
+def refuse_nonfinite_initial_loss(name: str, value, out):
+    """`out`, refused unless the initial loss `value` is finite: a `ValueError` on a
+    concrete value, a runtime error attached to `out` on a traced one. `name` is what
+    the user passed as the initial state."""
     message = (
         f"`{name}` gives a non-finite loss ({_show(value)}) at the initial state: the "
         "flow needs a finite loss to start from"
@@ -256,5 +258,17 @@ def finite_initial_loss(name: str, system, y0):
     if is_concrete(value):
         if not np.isfinite(np.asarray(value)):
             raise ValueError(message)
-        return y0
-    return eqx.error_if(y0, ~jnp.isfinite(value), message)
+        return out
+    return eqx.error_if(out, ~jnp.isfinite(value), message)
+
+
+def finite_initial_loss(name: str, system, y0):
+    """`y0`, refused unless the loss at it is a finite real scalar: a flow from a
+    NaN/inf loss has no direction to follow, and a solver would spend every step on it
+    before failing. `name` is what the user passed as the initial state. Costs one
+    small compiled loss evaluation, no solve; on a traced `y0` the check is attached
+    to `y0` as a runtime error. (The ODE solves check inside their own compiled call:
+    `lnn_flow._solve`.)"""
+    value = _loss_at(system, y0)
+    scalar_loss(value)
+    return refuse_nonfinite_initial_loss(name, value, y0)

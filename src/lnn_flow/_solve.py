@@ -12,7 +12,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Int, PyTree
+from jaxtyping import Array, Float, Int, PyTree
 
 from . import _checks
 from ._controller import controller, diverged_flag
@@ -43,12 +43,14 @@ def solve(
         options = dataclasses.replace(options, atol=system.default_atol(y0, options.rtol))
     checked = prepare(y0, t1=t1, ts=ts, **options.solve_kwargs(), loss=system.loss)
     check_output(options.dense, options.progress_meter)
-    y0 = _checks.finite_initial_loss(init_name, system, y0)
     if options.dense:
         warn_dense_memory(y0, checked["solver"], checked["max_steps"])
     meter = options.progress_meter
     meter = diffrax.NoProgressMeter() if meter is None else meter
-    return _solve(system, y0, **checked, dense=bool(options.dense), progress_meter=meter)
+    solution, initial_loss = _solve(
+        system, y0, **checked, dense=bool(options.dense), progress_meter=meter
+    )
+    return _checks.refuse_nonfinite_initial_loss(init_name, initial_loss, solution)
 
 
 @eqx.filter_jit
@@ -69,7 +71,12 @@ def _solve(
     dense,
     progress_meter,
     steady_state=False,
-) -> FlowSolution:
+) -> tuple[FlowSolution, Float[Array, ""]]:
+    initial_loss = system.loss_of_state(y0)
+    _checks.scalar_loss(initial_loss)
+    # From a non-finite loss no step is taken (t1 = t0); `solve` then refuses it.
+    start = jnp.isfinite(initial_loss)
+    t1, ts = jnp.where(start, t1, t0), jnp.where(start, ts, t0)
     system, y0 = flat(system, y0)  # the solver steps one vector (`_flat`)
     stepsize_controller = controller(solver, stepsize_controller, rtol, atol)
     event = stop_event(system, loss_threshold, steady_state, rtol, atol)
@@ -94,7 +101,7 @@ def _solve(
     )
     (saved_ts, final_ts), (saved_ys, final_ys) = sol.ts, sol.ys
     stopped, at_rest = stop_flags(event, sol)
-    return assemble(
+    solution = assemble(
         system,
         solver,
         ts=ts,
@@ -113,6 +120,7 @@ def _solve(
         stop_modes=(loss_threshold is not None, steady_state),
         solution=sol if dense else None,
     )
+    return solution, initial_loss
 
 
 def assemble(

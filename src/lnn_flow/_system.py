@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from ._network import end_to_end as _matrix_product
@@ -60,10 +60,11 @@ class AbstractFlowSystem(eqx.Module):
 
     def default_atol(self, y0: PyTree[Array], rtol: ArrayLike) -> Float[Array, ""]:
         """The `atol` of a solve from `y0` given `atol=None` (the default option):
-        `FIXED_ATOL` (1e-10) in the state's dtype. A system whose state can be tiny
-        overrides it with one scaled from `y0` (the end-to-end flow)."""
+        `FIXED_ATOL` (1e-10) in the state's dtype, a host value (no dispatch). A system
+        whose state can be tiny overrides it with one scaled from `y0` (the end-to-end
+        flow)."""
         dtype = jax.tree_util.tree_leaves(y0)[0].dtype
-        return jnp.asarray(FIXED_ATOL, dtype)
+        return np.asarray(FIXED_ATOL, dtype)
 
     def loss_of_state(self, y: PyTree[Array]) -> Float[Array, ""]:
         """`loss(end_to_end(y))`: the objective along the flow."""
