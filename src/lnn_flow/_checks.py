@@ -45,13 +45,15 @@ def finite(name: str, x):
 
 def positive(name: str, x):
     x = finite(name, x)
-    return _require(name, x, lambda v: ~(v > 0).all(), f"must be > 0; got {_show(x)}")
+    return _require(
+        name, x, lambda v: ~(v > 0).all(), lambda: f"must be > 0; got {_show(x)}"
+    )
 
 
 def non_negative(name: str, x):
     x = finite(name, x)
     return _require(
-        name, x, lambda v: ~(v >= 0).all(), f"must be >= 0; got {_show(x)}"
+        name, x, lambda v: ~(v >= 0).all(), lambda: f"must be >= 0; got {_show(x)}"
     )
 
 
@@ -251,15 +253,15 @@ def refuse_nonfinite_initial_loss(name: str, value, out):
     """`out`, refused unless the initial loss `value` is finite: a `ValueError` on a
     concrete value, a runtime error attached to `out` on a traced one. `name` is what
     the user passed as the initial state."""
-    message = (
+    message = lambda: (
         f"`{name}` gives a non-finite loss ({_show(value)}) at the initial state: the "
         "flow needs a finite loss to start from"
     )
     if is_concrete(value):
         if not np.isfinite(np.asarray(value)):
-            raise ValueError(message)
+            raise ValueError(message())
         return out
-    return eqx.error_if(out, ~jnp.isfinite(value), message)
+    return eqx.error_if(out, ~jnp.isfinite(value), message())
 
 
 def finite_initial_loss(name: str, system, y0):
