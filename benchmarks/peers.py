@@ -40,8 +40,9 @@ Measured, for the chosen setting: the error; gradient evaluations per seed (batc
 solves evaluate every seed's gradient at each evaluation of the batch, until the
 slowest seed is done: lnn_flow reports its max over seeds; jax-odeint's count comes
 from a separate, untimed run whose vector field ticks a `jax.debug.callback`; GD: steps);
-wall time, the median of `--repeats` calls after a warm-up (GD: the checked run,
-repeated while that fits `--gd-budget`); compile time, the first call of a program less
+wall time, the median of `--repeats` calls after a warm-up, the ODE peers timed
+round-robin (one call of each per round, so load from other processes falls on all of
+them alike; GD: the checked run, repeated while that fits `--gd-budget`); compile time, the first call of a program less
 a warm call (jax-odeint compiles once per tolerance, rtol being static there; lnn_flow
 traces it); and the ratio of the peer's wall time to lnn_flow's, in this process.
 torch and torchdiffeq are optional: without them their rows are skipped with a note.
@@ -93,6 +94,7 @@ class Row:
     rtol: float | None = None  # the chosen tolerance of an ODE peer
     extrapolated: bool = False
     note: str = ""
+    timer: object = None  # an ODE peer's chosen solve, timed with the others (below)
 
 
 def median_time(fn, repeats):
@@ -147,8 +149,24 @@ def tune_tolerance(name, make, accuracy, repeats, ref):
     if chosen is None:
         return Row(name, f"rtol {RTOLS[-1]:.0e}", error, evals, math.nan,
                    note=f"target missed at every rtol down to {RTOLS[-1]:.0e}")
-    return Row(name, f"rtol {chosen:.0e}", error, evals, median_time(fn, repeats),
-               compile=compile_s[program], rtol=chosen)
+    return Row(name, f"rtol {chosen:.0e}", error, evals, math.nan,
+               compile=compile_s[program], rtol=chosen, timer=fn)
+
+
+def time_interleaved(rows, repeats):
+    """Each ODE peer's chosen solve, timed round-robin (`repeats` rounds, one call of
+    every peer per round; wall = the median): load from other processes then falls on
+    every peer alike instead of on whichever was timed during it."""
+    runs = {id(row): [] for row in rows if row.timer is not None}
+    for _ in range(repeats):
+        for row in rows:
+            if row.timer is not None:
+                start = time.perf_counter()
+                row.timer()
+                runs[id(row)].append(time.perf_counter() - start)
+    for row in rows:
+        if row.timer is not None:
+            row.wall = statistics.median(runs[id(row)])
 
 
 def lnn_flow_peer(loss, ws0, t1, ts):
@@ -439,12 +457,11 @@ def main():
             if torch_ok:
                 tp = TorchProblem(loss, ws0)
                 check_torch_field(tp, loss, ws0)
-            base = None
+            rows = []
             for peer in peers:
                 if peer == "lnn_flow":
                     row = tune_tolerance(peer, lnn_flow_peer(loss, ws0, args.t1, ts),
                                          args.accuracy, args.repeats, ref_W)
-                    base = row.wall if math.isfinite(row.wall) else None
                 elif peer == "jax-odeint":
                     make, count = jax_odeint_peer(loss, ws0, ts)
                     row = tune_tolerance(peer, make, args.accuracy, args.repeats, ref_W)
@@ -455,6 +472,11 @@ def main():
                                          args.repeats, ref_W)
                 else:
                     row = torch_gd_peer(tp, np.asarray(ts), ref_W, args.accuracy, args)
+                rows.append(row)
+            time_interleaved(rows, args.repeats)
+            base = next((r.wall for r in rows if r.peer == "lnn_flow"
+                         and math.isfinite(r.wall)), None)
+            for row in rows:
                 print_row(row, d, B, base)
     print(f"\ntotal {time.perf_counter() - total_start:.0f} s")
 
