@@ -56,6 +56,11 @@ def test_components_switch_on_and_recover_the_truth(report):
             assert math.isnan(r["switch_on_time"]) and r["final_norm"] < 1e-5
     truth = report.facts["truth_component_norms_order_3"]
     assert sorted(r["truth_norm"] for r in carrying) == pytest.approx(sorted(truth))
+    # The planted components have norms evenly spaced between the ends of `truth_norms`
+    # (rank 2: the two ends), and the larger one switches on first.
+    assert truth == pytest.approx(report.parameters["truth_norms"], rel=1e-12)
+    assert carrying[0]["truth_norm"] > carrying[1]["truth_norm"]
+    assert carrying[0]["switch_on_time"] < carrying[1]["switch_on_time"]
 
 
 def test_seed_statistics_are_consistent(report):
@@ -144,6 +149,8 @@ def test_unfolding_observes_the_same_entries():
     (dict(orders=(3, 4), sizes=(5,)), "must pair up"),
     (dict(orders=(3,), sizes=(3,), num_measurements=(28,)), r"must lie in \[1, 27\]"),
     (dict(seeds=0), "must be >= 1"),
+    (dict(truth_norms=(0.5, 1.0)), r"`truth_norms` must be \[largest, smallest\]"),
+    (dict(truth_norms=(1.0,)), r"`truth_norms` must be \[largest, smallest\]"),
 ])
 def test_refuses_bad_parameters_before_solving(params, match):
     with pytest.raises(ValueError, match=match):

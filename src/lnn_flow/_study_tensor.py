@@ -36,6 +36,7 @@ from ._report import Report, Untrusted
 from ._study_rows import effective_rank
 from ._study_tensor_text import findings
 from ._tensor_init import balanced as cp_balanced
+from ._tensor_problems import low_rank_factors
 
 _NOT_FINISHED = "not finished"
 
@@ -45,6 +46,7 @@ def tensor_study(
     orders: Sequence[int] = (3, 4),
     sizes: Sequence[int] = (10, 6),
     rank: int = 3,
+    truth_norms: Sequence[float] | None = (1.5, 0.75),
     components: int = 6,
     num_measurements: Sequence[int] = (200, 300, 500),
     scale: float = 1e-6,
@@ -62,6 +64,12 @@ def tensor_study(
     orders[i]` by the CP flow ([`lnn_flow.tensor.flow`][]) from balanced inits of
     `components` components, each of norm `scale` (`lnn_flow.tensor.balanced`).
 
+    The truth's component norms are evenly spaced from `truth_norms[0]` down to
+    `truth_norms[1]` (`problems.low_rank_tensor`'s `component_norms`): comparable, so
+    each is learned in bounded time (rates `~ ||W_r||^{2-2/N}`), yet distinct, so the
+    switch-on order can be read. `None`: the Gaussian draw scaled to norm `sqrt(rank)`,
+    whose smallest component can be tiny and switch on only after `max_steps`.
+
     Parts b and c use the first order and each count in `num_measurements` (observed
     entries, drawn without replacement), `seeds` inits per configuration (seed `i` of
     the batch is `jax.random.split(key, seeds)[i]`); part a shows init 0 at `scale`
@@ -71,8 +79,10 @@ def tensor_study(
     `1e6 * m` on time and `max_steps` on steps); `fraction` and `cutoff` define
     switching on and carrying (module docstring).
     """
-    orders, sizes, ms, scales = _checked(orders, sizes, num_measurements, scale, scales,
-                                         rank, components, seeds)
+    orders, sizes, ms, scales, truth_norms = _checked(
+        orders, sizes, num_measurements, scale, scales, rank, components, seeds,
+        truth_norms)
+    norms = None if truth_norms is None else tuple(np.linspace(*truth_norms, rank))
     key_problem, key_init = jax.random.split(jax.random.PRNGKey(seed))
     keys = jax.random.split(key_init, seeds)
     setup = dict(components=components, loss_reduction=loss_reduction,
@@ -81,7 +91,7 @@ def tensor_study(
     runs = [(m, s) for m in ms for s in scales]
     bar = tqdm(total=len(runs) + len(ms) + len(orders) - 1, desc="tensor",
                disable=not progress)
-    problem = {m: _problem(key_problem, shape, rank, m) for m in ms}
+    problem = {m: _problem(key_problem, shape, rank, m, norms) for m in ms}
     solved = {}
     for m, s in runs:
         solved[m, s] = _solve(problem[m][0], shape, keys, s, **setup)
@@ -97,13 +107,13 @@ def tensor_study(
     for order, size in zip(orders[1:], sizes[1:]):
         other = (size,) * order
         m_other = round(ms[-1] * size**order / np.prod(shape))
-        found = _problem(key_problem, other, rank, m_other)
+        found = _problem(key_problem, other, rank, m_other, norms)
         sol = _solve(found[0], other, keys[:1], scale, **setup)
         greedy.append(_greedy(found, sol, fraction, cutoff))
         bar.update()
     bar.close()
     parameters = dict(orders=list(orders), sizes=list(sizes), rank=rank,
-                      components=components, num_measurements=list(ms), scale=scale,
+                      truth_norms=truth_norms, components=components, num_measurements=list(ms), scale=scale,
                       scales=list(scales), seeds=seeds, fraction=fraction, cutoff=cutoff,
                       loss_reduction=loss_reduction, num_saves=num_saves,
                       max_steps=max_steps, seed=seed)
@@ -141,7 +151,7 @@ def _report(greedy, scale_rows, matrix_rows, truth, parameters) -> Report:
     )
 
 
-def _checked(orders, sizes, ms, scale, scales, rank, components, seeds):
+def _checked(orders, sizes, ms, scale, scales, rank, components, seeds, truth_norms):
     """The study's arguments, refused (before any solve) where they cannot work."""
     orders, sizes, ms = [int(o) for o in orders], [int(s) for s in sizes], list(ms)
     if not orders or len(orders) != len(sizes):
@@ -155,23 +165,31 @@ def _checked(orders, sizes, ms, scale, scales, rank, components, seeds):
     if min(rank, components, seeds) < 1 or not scales or min(scales) <= 0 or scale <= 0:
         raise ValueError("`rank`, `components`, `seeds` must be >= 1 and `scale`, "
                          "`scales` > 0")
-    return orders, sizes, sorted(int(m) for m in ms), sorted({*map(float, scales), scale})
+    if truth_norms is not None:
+        truth_norms = [float(x) for x in truth_norms]
+        if len(truth_norms) != 2 or not np.inf > truth_norms[0] >= truth_norms[1] > 0:
+            raise ValueError("`truth_norms` must be [largest, smallest], finite and > 0; "
+                             f"got {truth_norms}")
+    return (orders, sizes, sorted(int(m) for m in ms),
+            sorted({*map(float, scales), scale}), truth_norms)
 
 
-def _problem(key, shape, rank, m):
+def _problem(key, shape, rank, m, norms):
     """`(loss, truth)`, `truth` holding the tensor `W` and its CP `factors`."""
-    loss, W = problems.random_tensor_completion(key, shape, rank, m)
-    return loss, dict(W=W, factors=_truth_factors(key, shape, rank, W))
+    loss, W = problems.random_tensor_completion(key, shape, rank, m,
+                                                component_norms=norms)
+    return loss, dict(W=W, factors=_truth_factors(key, shape, rank, W, norms))
 
 
-def _truth_factors(key, shape, rank, W):
-    """The CP factors `problems.low_rank_tensor` drew for `W` (its key split as there),
-    rescaled to give `W`; checked, so a change of the generator cannot go unseen."""
+def _truth_factors(key, shape, rank, W, norms):
+    """The CP factors `problems.random_tensor_completion` drew for `W` (its key split as
+    there; rescaled to give `W` if `norms` is None); checked, so a change of the
+    generator cannot go unseen."""
     k_truth, _ = jax.random.split(key)
-    keys = jax.random.split(k_truth, len(shape))
-    fs = [jax.random.normal(k, (d, rank), W.dtype) for k, d in zip(keys, shape)]
-    c = (jnp.linalg.norm(W) / jnp.linalg.norm(product(tuple(fs)))) ** (1 / len(fs))
-    fs = tuple(c * f for f in fs)
+    fs = low_rank_factors(k_truth, shape, rank, component_norms=norms, dtype=W.dtype)
+    if norms is None:
+        c = (jnp.linalg.norm(W) / jnp.linalg.norm(product(fs))) ** (1 / len(fs))
+        fs = tuple(c * f for f in fs)
     if not jnp.allclose(product(fs), W, rtol=1e-10, atol=1e-12):
         raise RuntimeError("the ground truth's CP factors could not be reconstructed")
     return fs

@@ -13,7 +13,8 @@ def findings(tables: dict[str, Rows], parameters: dict[str, Any]) -> str:
     p = parameters
     text = [
         "Section 5 (arithmetic networks; Razin, Maman & Cohen): tensor completion of a "
-        f"planted tensor of CP rank {p['rank']} by the CP gradient flow "
+        f"planted tensor of CP rank {p['rank']} ({_truth(p.get('truth_norms'))}) by "
+        "the CP gradient flow "
         f"(`lnn_flow.tensor.flow`) from balanced inits of {p['components']} "
         "components. Relative error is `||W - W*||_F / ||W*||_F`. A component carries "
         f"the solution when its final norm is at least {p['cutoff']:g} of the largest; "
@@ -31,6 +32,14 @@ def findings(tables: dict[str, Rows], parameters: dict[str, Any]) -> str:
     return " ".join(t for t in text if t)
 
 
+def _truth(norms) -> str:
+    """How the truth's components were scaled (the study's `truth_norms`)."""
+    if norms is None:
+        return "Gaussian factors, the tensor scaled to norm sqrt(rank)"
+    return (f"Gaussian directions, component norms evenly spaced from {norms[0]:g} "
+            f"down to {norms[1]:g}")
+
+
 def _greedy(recovery: Rows, components: Rows) -> str:
     """Part a: per order, error, effective rank and the switch-on order."""
     text = []
@@ -45,7 +54,7 @@ def _greedy(recovery: Rows, components: Rows) -> str:
         on = sorted((r for r in mine if r["carries"] and math.isfinite(r["switch_on_time"])),
                     key=lambda r: r["switch_on_time"])
         said = ", ".join(f"t = {r['switch_on_time']:.3g} (truth component of norm "
-                         f"{r['truth_norm']:.3g})" for r in on)
+                         f"{r['truth_norm']:.4g})" for r in on)
         truth = [r["truth_norm"] for r in on]
         ordered = truth == sorted(truth, reverse=True)
         text.append(
