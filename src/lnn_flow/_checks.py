@@ -57,6 +57,15 @@ def non_negative(name: str, x):
     )
 
 
+def target_norm(norm, rank: int, dtype):
+    """The Frobenius norm a planted ground truth is scaled to: `norm` (a real scalar
+    >= 0), by default `sqrt(rank)` (components or singular values of order one)."""
+    if norm is None:
+        return jnp.sqrt(rank)
+    real_scalar("norm", norm)
+    return non_negative("norm", as_float_array("norm", norm, ndim=0)).astype(dtype)
+
+
 def _show(x) -> str:
     return str(np.asarray(x)) if is_concrete(x) else "a traced value"
 

@@ -44,12 +44,7 @@ def low_rank_tensor(
     W = product(fs)
     if component_norms is not None:
         return W
-    if norm is None:
-        norm = jnp.sqrt(rank)
-    else:
-        _checks.real_scalar("norm", norm)
-        norm = _checks.non_negative("norm", _checks.as_float_array("norm", norm, ndim=0))
-        norm = norm.astype(dtype)
+    norm = _checks.target_norm(norm, rank, dtype)
     return W * (norm / jnp.linalg.norm(W))
 
 
