@@ -8,8 +8,10 @@ grows as the init shrinks), Tsit5 rtol 1e-8, float64. Two studies: a fixed horiz
 Utilization = steps the members needed / steps the slots were stepped for: a vmapped
 while loop steps all its members until the slowest stops, so one vmap costs
 `B * max(steps)`, chunks `chunk * max(steps in chunk)` each, and the refilled pool
-`slots * max(steps in round)` per round. Wall times after compilation (median of
-`--repeats`), ratios against one vmap in this process.
+`group * max(steps in group)` per round for each group of slots that ran (see
+`lnn_flow._pool`: 4 groups on CPU, 1 on GPU/TPU). Wall times after compilation (median
+of `--repeats`), ratios against one vmap in this process; `compile s` = first call
+minus the median (trace, compile and one run's noise).
 Usage: python benchmarks/refill.py [--seeds 512] [--d 10] [--slots 64] [--rounds 16 32 64]
 """
 

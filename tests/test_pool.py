@@ -88,6 +88,10 @@ def test_stats_count_every_step_and_beat_vmapped_chunks(pooled):
     chunks = [steps[i : i + POOL["slots"]] for i in range(0, B, POOL["slots"])]
     chunked = steps.sum() / sum(len(c) * c.max() for c in chunks)
     assert chunked < float(stats.utilization) <= 1.0
+    # A round costs each group that ran its width times its slowest member; in groups
+    # of one slot (CPU's default for 4 slots) nothing idles, in the drain included.
+    if _default_groups(POOL["slots"]) == POOL["slots"]:
+        assert int(stats.slot_steps) == int(stats.member_steps)
 
 
 def test_loss_stop_and_end_to_end_method(problem):
@@ -201,15 +205,15 @@ def test_bad_input_names_the_argument(problem):
 
 # --- the pieces of `pooled_solve` ------------------------------------------------------
 
-from lnn_flow._pool import _blank_results, _drain_widths, _narrow, _write  # noqa: E402
+from lnn_flow._pool import _blank_results, _default_groups, _pack, _write  # noqa: E402
 from lnn_flow._slots import _Segment, _Slots  # noqa: E402
 
 
-def test_drain_narrows_to_a_quarter_at_most_twice():
-    assert _drain_widths(64) == [64, 16, 4]
-    assert _drain_widths(4) == [4, 1]
-    assert _drain_widths(3) == [3]
-    assert _drain_widths(1) == [1]
+def test_default_groups_divide_the_slots(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert [_default_groups(s) for s in (64, 12, 6, 5, 3, 1)] == [4, 4, 3, 1, 3, 1]
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert _default_groups(64) == 1
 
 
 def slots_with(seeds, **fields):
@@ -221,10 +225,10 @@ def slots_with(seeds, **fields):
     return _Slots(**{**base, **fields})
 
 
-def test_narrow_keeps_running_slots_in_order():
+def test_pack_moves_running_slots_first_in_order():
     state = slots_with([5, 1, 5, 2])  # 5 = num_seeds: empty
-    np.testing.assert_array_equal(_narrow(state, 2, 5).seed, [1, 2])
-    np.testing.assert_array_equal(_narrow(state, 2, 5).y[:, 0], [1.0, 3.0])
+    np.testing.assert_array_equal(_pack(state, 5).seed, [1, 2, 5, 5])
+    np.testing.assert_array_equal(_pack(state, 5).y[:, 0], [1.0, 3.0, 0.0, 2.0])
 
 
 def test_write_saves_of_active_slots_and_finals_of_finished_ones():
@@ -290,7 +294,7 @@ def test_body_hands_finished_slots_to_the_next_pending_seeds(problem):
     zero = jnp.zeros((), int)
     carry = (_first_slots(pool, 2), _blank_results(states, 2), jnp.asarray(2),
              PoolStats(zero, zero, zero))
-    body = jax.jit(lambda c: _body(pool, c))
+    body = jax.jit(lambda c: _body(pool, 2, c))  # 2 groups of 1 slot
     state, results, next_seed, stats = carry = body(carry)
     np.testing.assert_array_equal(state.seed, [2, 3])  # seeds 0, 1 done: slots refilled
     np.testing.assert_array_equal(state.t, [0.0, 0.0])

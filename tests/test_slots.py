@@ -10,7 +10,7 @@ from conftest import ATOL, RTOL, inits_over_scales, member, sensing, trajectory_
 
 import lnn_flow as lf
 from lnn_flow._pool import pool_problem
-from lnn_flow._slots import _Pool, _first_slots, _refill, _resume_dt, _segment
+from lnn_flow._slots import _Pool, _first_slots, _refill, _resume_dt, _round, _segment
 
 DIMS = (3, 4, 3)
 N = 4
@@ -105,3 +105,25 @@ def test_rounds_chained_resume_the_solve(setup):
     # other.
     bound = 2 * trajectory_tolerance(alone.stats.num_steps, np.abs(saved).max())
     np.testing.assert_allclose(saved, alone.end_to_end, rtol=0, atol=bound)
+
+
+def test_round_skips_groups_without_a_running_slot(setup):
+    _, _, pool = setup
+    state = _first_slots(pool, 4)
+    # In groups of 2 slots. Slots 0 and 2 empty: both groups run; slots 2 and 3 empty:
+    # the second group is skipped (its slots keep their state and take no step).
+    for empty, skipped in (([0, 2], False), ([2, 3], True)):
+        mask = jnp.isin(jnp.arange(4), jnp.array(empty))
+        s = _refill(pool, state, mask, jnp.full(4, N))
+        seg = jax.jit(lambda s: _round(pool, s, 2))(s)
+        # Each group that ran is the vmap of its 2 slots alone (the same width: a vmap
+        # of another width rounds differently, ~1e-7 in t here).
+        for group in ([0, 1], [2, 3])[: 1 if skipped else 2]:
+            alone = jax.jit(lambda s: _round(pool, s, 1))(member(s, jnp.array(group)))
+            assert same(member(seg, jnp.array(group)), alone)
+        running = ~np.asarray(mask)
+        assert bool(jnp.all(seg.num_steps[running] > 0))
+        if skipped:
+            np.testing.assert_array_equal(seg.num_steps[2:], [0, 0])
+            assert same(member(seg.y, slice(2, 4)), member(s.y, slice(2, 4)))
+            assert not bool(seg.written[2:].any())

@@ -48,8 +48,9 @@ class PoolStats(eqx.Module):
     rounds: Int[Array, ""]
     # Steps the members took (accepted and rejected), summed.
     member_steps: Int[Array, ""]
-    # Steps the slots were stepped for: each round costs `slots` times the steps of its
-    # slowest member, as a vmapped while loop runs until its last member stops.
+    # Steps the slots were stepped for: in each round, every group of slots that ran
+    # costs its width times the steps of its slowest member (a vmapped while loop runs
+    # until its last member stops); a group with no running member is skipped.
     slot_steps: Int[Array, ""]
 
     @property

@@ -3,7 +3,8 @@ rounds, and a round is one `diffrax.diffeqsolve` of at most `round_steps` steps 
 from the previous round's solver state, step-size-controller state and last step size.
 
 Here: what one slot holds (`_Slots`), how it starts on a seed (`_start`, `_refill`) and
-how it runs one round (`_segment`). Which seed a slot takes, and when, is `_pool`'s.
+how it runs one round (`_segment`; `_round` for all slots, in groups that skip when none of
+their slots is running). Which seed a slot takes, and when, is `_pool`'s.
 """
 
 from functools import partial
@@ -162,3 +163,39 @@ def _segment(pool: _Pool, y, t, dt, atol_i, solver_state, controller_state) -> _
         stopped, at_rest, diverged_flag(ctrl, sol.controller_state),
         sol.stats["num_steps"], sol.stats["num_accepted_steps"],
     )
+
+
+def _idle(pool: _Pool, y, t, dt, atol_i, solver_state, controller_state) -> _Segment:
+    """What `_segment` returns for a slot that does not step: its state unchanged,
+    nothing saved, no step taken. Built from the inputs' shapes, so it costs no trace
+    of the solve."""
+    k = pool.ts.shape[0]
+    nan = lambda x: jnp.full((k,) + x.shape, jnp.nan, x.dtype)
+    nothing = jax.tree_util.tree_map(nan, y)
+    no, zero = jnp.zeros((), bool), jnp.zeros((), int)
+    return _Segment(nothing, jnp.zeros(k, bool), y, t, dt, solver_state, controller_state,
+                    diffrax.RESULTS.successful, no, no, no, zero, zero)
+
+
+def _round(pool: _Pool, state: _Slots, groups: int) -> _Segment:
+    """One round of every slot: the slots split into `groups` consecutive groups, run
+    one after another (`lax.map`), each a `jax.vmap` of `_segment` over its slots that
+    is skipped (`lax.cond`; `_idle`) when none of them holds a seed. One traced and
+    compiled segment, whatever the number of groups. Under an outer `vmap` the `cond`
+    becomes a select of both branches: the same values, without the saving."""
+    slots = state.seed.shape[0]
+    fields = (state.y, state.t, state.dt, state.atol, state.solver_state,
+              state.controller_state)
+
+    run = lambda f: jax.vmap(partial(_segment, pool))(*f)
+    if groups == 1:  # the loop runs only while a slot is running
+        return run(fields)
+
+    def group(seed, fields):
+        keep = lambda f: jax.vmap(partial(_idle, pool))(*f)
+        return jax.lax.cond(jnp.any(seed < pool.num_seeds), run, keep, fields)
+
+    split = lambda x: x.reshape((groups, slots // groups) + x.shape[1:])
+    grouped = jax.tree_util.tree_map(split, (state.seed, fields))
+    out = jax.lax.map(lambda g: group(*g), grouped)
+    return jax.tree_util.tree_map(lambda x: x.reshape((slots,) + x.shape[2:]), out)
