@@ -11,11 +11,14 @@ import lnn_flow as lf
 from lnn_flow import _batch_strategy
 from lnn_flow._batch_strategy import (
     CPU_CHUNK,
+    LARGE_FIELD_MARGIN,
+    LARGE_FIELD_SECONDS,
     SMALL_STATE,
     VMAP_MARGIN,
     auto_chunk_size,
     choose,
     field_costs,
+    pays_to_vmap,
 )
 from lnn_flow._factor import _FactorSystem
 
@@ -79,6 +82,15 @@ def test_large_states_follow_the_measured_field(measured, ratio, expected):
     # Cached: the same shapes are not measured again.
     choose("factor", loss, inits(14, 70, seed=2), (T1,), {}, 70, CPU)
     assert calls == [CPU_CHUNK]
+
+
+def test_expensive_fields_vmap_at_a_smaller_gain():
+    cheap, costly = 0.5 * LARGE_FIELD_SECONDS, 2 * LARGE_FIELD_SECONDS
+    between = 0.5 * (VMAP_MARGIN + LARGE_FIELD_MARGIN)
+    assert pays_to_vmap(cheap, 0.9 * VMAP_MARGIN * cheap)
+    assert not pays_to_vmap(cheap, between * cheap)
+    assert pays_to_vmap(costly, between * costly)
+    assert not pays_to_vmap(costly, 1.1 * LARGE_FIELD_MARGIN * costly)
 
 
 def test_unregistered_callables_and_traced_inits_are_not_measured(measured):

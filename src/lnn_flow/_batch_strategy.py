@@ -16,10 +16,14 @@ So on CPU the choice is measured once per problem shape ([`choose`][]): the syst
 vector field at the seeds' initial states, single and vmapped over one chunk of
 seeds, a few evaluations each (two small programs compiled, well under a second).
 The batch is vmapped (by chunks of [`CPU_CHUNK`][]) when the batched field costs per
-member at most [`VMAP_MARGIN`][] of a single one; otherwise the seeds are solved one
-after another. The margin is wide because the field alone understates what a vmapped
-solve costs: every member also steps until the slowest is done, and the solver's own
-per-step work runs batched too. States of fewer than [`SMALL_STATE`][] entries are
+member at most [`VMAP_MARGIN`][] of a single one, or at most [`LARGE_FIELD_MARGIN`][]
+of it where a single evaluation takes [`LARGE_FIELD_SECONDS`][] or more; otherwise the
+seeds are solved one after another. The margins are wide because the field alone
+understates what a vmapped solve costs: every member also steps until the slowest is
+done, and the solver's own per-step work runs batched too, which weighs most where the
+field is cheap (at d = 20 a vmapped solve lost to a loop even where its batched field
+was the cheaper one); where one evaluation takes milliseconds the field is the solve's
+cost and a smaller gain pays (d = 100 sensing). States of fewer than [`SMALL_STATE`][] entries are
 vmapped without measuring (per-op overhead dominates there, where both ways tie in
 `benchmarks/throughput.py`); a single seed per device is solved unbatched. The
 decision is cached for the process by method, shapes and device kind.
@@ -37,8 +41,11 @@ from ._methods import METHODS, arguments
 CPU_CHUNK = 64
 # Below this many state entries per member a CPU batch is vmapped without measuring.
 SMALL_STATE = 512
-# vmap when the batched field costs per member at most this fraction of a single one.
+# vmap when the batched field costs per member at most this fraction of a single one,
 VMAP_MARGIN = 0.4
+# or this fraction where a single evaluation takes at least this long (seconds).
+LARGE_FIELD_MARGIN = 0.75
+LARGE_FIELD_SECONDS = 1e-3
 _EVALS = 16
 _REPEATS = 5
 _decisions: dict = {}
@@ -90,8 +97,14 @@ def choose(method, loss, init, args, kwargs, size: int, devices) -> int | None:
     )
     if key not in _decisions:
         single, batched = field_costs(system, states)
-        _decisions[key] = batched <= VMAP_MARGIN * single
+        _decisions[key] = pays_to_vmap(single, batched)
     return vmapped if _decisions[key] else 1
+
+
+def pays_to_vmap(single: float, batched: float) -> bool:
+    """From the field's seconds per member, single and vmapped: vmap the batch?"""
+    margin = LARGE_FIELD_MARGIN if single >= LARGE_FIELD_SECONDS else VMAP_MARGIN
+    return batched <= margin * single
 
 
 def field_costs(system, states) -> tuple[float, float]:
