@@ -22,8 +22,9 @@ seeds are solved one after another. The margins are wide because the field alone
 understates what a vmapped solve costs: every member also steps until the slowest is
 done, and the solver's own per-step work runs batched too, which weighs most where the
 field is cheap (at d = 20 a vmapped solve lost to a loop even where its batched field
-was the cheaper one); where one evaluation takes milliseconds the field is the solve's
-cost and a smaller gain pays (d = 100 sensing). States of fewer than [`SMALL_STATE`][] entries are
+was the cheaper one, a few tens of microseconds each); where one evaluation takes
+hundreds of microseconds or more the field is the solve's cost and a smaller gain pays
+(sensing at d = 50 and 100, whose measurement tensor a batched field reads once). States of fewer than [`SMALL_STATE`][] entries are
 vmapped without measuring (per-op overhead dominates there, where both ways tie in
 `benchmarks/throughput.py`); a single seed per device is solved unbatched. The
 decision is cached for the process by method, shapes and device kind.
@@ -45,7 +46,7 @@ SMALL_STATE = 512
 VMAP_MARGIN = 0.4
 # or this fraction where a single evaluation takes at least this long (seconds).
 LARGE_FIELD_MARGIN = 0.75
-LARGE_FIELD_SECONDS = 1e-3
+LARGE_FIELD_SECONDS = 2e-4
 _EVALS = 16
 _REPEATS = 5
 _decisions: dict = {}
