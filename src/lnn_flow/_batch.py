@@ -91,8 +91,8 @@ def solve_batch(
       end-to-end matrices `(B, d_n, d_0)`), `"descent"`
       ([`lnn_flow.gradient_descent`][]), `"end_to_end_descent"`
       ([`lnn_flow.end_to_end_descent`][]), `"symmetric"`, `"symmetric_factor"`
-      (Exercise 2's flows of `lnn_flow.theory`; any method of
-      `lnn_flow._methods.METHODS`), or any callable
+      (Exercise 2's flows of `lnn_flow.theory`), `"tensor"` ([`lnn_flow.tensor.flow`][],
+      `init` = CP factors; any method of `lnn_flow._methods.METHODS`), or any callable
       `solve(loss, init_one, *args, **kwargs)` returning a pytree of arrays.
     - `loss`, `*args`, `**kwargs`: passed to the method unchanged for every member, e.g.
       `solve_batch("end_to_end", loss, W0s, depth, t1, ts, rtol=1e-10)`. A loss from
@@ -153,7 +153,8 @@ def solve_pool(
     **kwargs: Any,
 ) -> FlowSolution:
     """Like [`lnn_flow.solve_batch`][], for a registered ODE flow (`"factor"`,
-    `"end_to_end"`, `"symmetric"`, `"symmetric_factor"`), with refilled slots: each
+    `"end_to_end"`, `"symmetric"`, `"symmetric_factor"`, `"tensor"`), with refilled
+    slots: each
     device solves its seeds `slots` at a time in rounds of at most `round_steps`
     steps, and a member that finishes hands its slot to the next pending seed inside
     the compiled loop (see `lnn_flow._pool`). Use it when seeds
