@@ -145,14 +145,22 @@ def real_scalar(name: str, x) -> None:
         raise TypeError(f"`{name}` must be a real number; got {x!r}")
 
 
-def dims(value: Sequence[int], name: str = "dims") -> tuple[int, ...]:
-    """`(d_0, d_1, ..., d_n)`: at least two positive integers (depth n >= 1)."""
+def integers(value: Sequence[int], name: str) -> tuple[int, ...]:
+    """`value` as a tuple of Python ints, refused unless every entry is an integer."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"`{name}` must be a sequence of integers; got {value!r}")
     try:
         out = tuple(int(d) for d in value)
     except (TypeError, ValueError, OverflowError) as err:
         raise TypeError(f"`{name}` must be a sequence of integers; got {value!r}") from err
     if any(o != d for o, d in zip(out, value)):
         raise TypeError(f"`{name}` must hold integers; got {tuple(value)}")
+    return out
+
+
+def dims(value: Sequence[int], name: str = "dims") -> tuple[int, ...]:
+    """`(d_0, d_1, ..., d_n)`: at least two positive integers (depth n >= 1)."""
+    out = integers(value, name)
     if len(out) < 2:
         raise ValueError(
             f"`{name}` must be (d_0, ..., d_n) with depth n >= 1, i.e. at least two "
@@ -231,13 +239,16 @@ def factors(ws, name: str = "ws") -> tuple[jax.Array, ...]:
     return ws
 
 
-def fits_loss(loss, shape: tuple[int, int], name: str) -> None:
-    """A loss that knows its input shape (`loss.shape`) must match `shape`."""
+def fits_loss(
+    loss, shape: tuple[int, ...], name: str, what: str = "matrix", axes: str = "(d_n, d_0)"
+) -> None:
+    """A loss that knows its input shape (`loss.shape`) must match `shape`, the
+    end-to-end `what` (matrix, tensor) that the argument `name` gives."""
     expected = getattr(loss, "shape", None)
     if expected is not None and tuple(expected) != tuple(shape):
         raise ValueError(
-            f"`{name}` gives an end-to-end matrix of shape {tuple(shape)} but the loss "
-            f"expects shape {tuple(expected)} (d_n, d_0)"
+            f"`{name}` gives an end-to-end {what} of shape {tuple(shape)} but the loss "
+            f"expects shape {tuple(expected)} {axes}"
         )
     if not callable(loss):
         raise TypeError(f"`loss` must be callable W -> scalar; got {type(loss).__name__}")

@@ -28,14 +28,7 @@ _MODES = string.ascii_lowercase.replace("r", "")
 
 def tensor_shape(shape: Sequence[int], name: str = "shape") -> tuple[int, ...]:
     """`(d_1, ..., d_N)`: at least two positive integers (order `N >= 2`)."""
-    if isinstance(shape, (str, bytes)):
-        raise TypeError(f"`{name}` must be a sequence of integers; got {shape!r}")
-    try:
-        out = tuple(int(d) for d in shape)
-    except (TypeError, ValueError, OverflowError) as err:
-        raise TypeError(f"`{name}` must be a sequence of integers; got {shape!r}") from err
-    if any(o != d for o, d in zip(out, shape)):
-        raise TypeError(f"`{name}` must hold integers; got {tuple(shape)}")
+    out = _checks.integers(shape, name)
     if len(out) < 2:
         raise ValueError(
             f"`{name}` must be (d_1, ..., d_N) with order N >= 2; got {out}"

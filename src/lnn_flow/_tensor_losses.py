@@ -19,14 +19,7 @@ from ._cp import tensor_shape
 def fits_loss(loss, shape: tuple[int, ...], name: str) -> None:
     """A loss that knows its input shape (`loss.shape`) must match `shape`, the tensor
     that the argument `name` gives."""
-    expected = getattr(loss, "shape", None)
-    if expected is not None and tuple(expected) != tuple(shape):
-        raise ValueError(
-            f"`{name}` gives an end-to-end tensor of shape {tuple(shape)} but the loss "
-            f"expects shape {tuple(expected)} (d_1, ..., d_N)"
-        )
-    if not callable(loss):
-        raise TypeError(f"`loss` must be callable W -> scalar; got {type(loss).__name__}")
+    _checks.fits_loss(loss, shape, name, what="tensor", axes="(d_1, ..., d_N)")
 
 
 def _fits(loss, W) -> None:
