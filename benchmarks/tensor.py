@@ -14,26 +14,12 @@ Usage: python benchmarks/tensor.py [--repeats 5] [--scale 1e-3] [--rank 2]
 
 import argparse
 import math
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
+from flows import timed  # benchmarks/flows.py: (result, compile s, median run s)
 
 import lnn_flow as lf
-
-
-def timed(fn, repeats):
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    first = time.perf_counter() - start
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        runs.append(time.perf_counter() - start)
-    run = statistics.median(runs)
-    return out, first - run, run
 
 
 def report(label, flow, sol, compile_s, run):
