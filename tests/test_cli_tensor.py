@@ -9,6 +9,7 @@ from lnn_flow import studies
 from lnn_flow._cli import main
 
 
+@pytest.mark.slow  # the study itself runs in tests/test_study_tensor.py; this adds the CLI
 def test_run_tensor_small_writes_the_report(tmp_path, capsys):
     out = tmp_path / "tensor"
     assert main(["run", "tensor", "--small", "--no-progress", "--out", str(out)]) == 0
