@@ -222,6 +222,16 @@ def test_example_study_file():
     assert len({name for name, _ in plan}) == 8
 
 
+def test_example_tensor_study_file():
+    study = lf.load_study(ROOT / "studies" / "tensor_sweep.toml")
+    assert (study.problem, study.method) == ("tensor_completion", "tensor")
+    plan = planned_groups(study)
+    assert len(plan) == 4 and all(c["shape"] == [8, 8, 8] for _, c in plan)
+    # Groups of one observed-entry count (a shape) run back to back.
+    counts = [c["num_measurements"] for _, c in plan]
+    assert counts[0] == counts[1] and counts[2] == counts[3] != counts[0]
+
+
 def base(**changes):
     raw = {"name": "s", "seeds": 2, "fixed": {"d_in": 4, "d_out": 4},
            "grid": {"init_scale": [1e-3]}}

@@ -1,7 +1,8 @@
 """Every `problem` x `method` x `init` a sweep study accepts, one tiny study each: the
 stored results are sane (shapes, finite where successful, the loss falls) and are what
 the study names (the documented problem and init draws; the method really used: the
-factor and end-to-end flows agree by Theorem 1, descent is O(lr) from them, not equal).
+factor and end-to-end flows agree by Theorem 1, descent is O(lr) from them, not equal;
+the tensor method is the CP flow of `lnn_flow.tensor.flow`, with its conservation law).
 """
 
 import functools
@@ -14,7 +15,7 @@ import pytest
 from conftest import trajectory_tolerance
 
 import lnn_flow as lf
-from lnn_flow._sweep import INITS, METHODS, PROBLEMS
+from lnn_flow._sweep import FAMILIES, INITS, METHODS, PROBLEMS, family
 
 SEEDS = [0, 1]
 FIXED = {
@@ -26,22 +27,35 @@ FIXED = {
 }
 TS = [0.0, 2.0, 4.0]
 DIMS = (3, 3, 3)  # (d_in, hidden_width, d_out) at depth 2
+# The tensor method: 3x3x3 tensors of CP rank 1, two components, the same times and
+# tolerances (init norm 0.3 per component: no saddle to escape, conftest's rule holds).
+TENSOR_FIXED = {
+    "shape": [3, 3, 3], "rank": 1, "components": 2, "num_measurements": 15,
+    "init_scale": 0.3, "t1": 4.0, "num_saves": 3, "rtol": 1e-10, "atol": 1e-12,
+}
 
 # Theorem 1 needs balanced factors: the end-to-end method with a Gaussian init is
-# refused when the study is read (see `test_refused_combination_is_named`).
+# refused when the study is read (see `test_refused_combination_is_named`); each
+# method solves the problems of its family (matrix or tensor).
 ACCEPTED = [
     (problem, method, init)
     for problem, method, init in itertools.product(PROBLEMS, METHODS, INITS)
     if not (method == "end_to_end" and init != "balanced")
+    and problem.startswith(family(method))
 ]
+MATRIX = [case for case in ACCEPTED if family(case[1]) == "matrix"]
+TENSOR = [case for case in ACCEPTED if family(case[1]) == "tensor"]
 
 
 def test_the_cases_cover_the_schema():
     """The lists come from the schema: a new problem, method or init gets a case."""
-    assert set(PROBLEMS) == {"matrix_sensing", "matrix_completion"}
-    assert set(METHODS) == {"factor", "end_to_end", "descent"}
+    assert set(PROBLEMS) == {"matrix_sensing", "matrix_completion", "tensor_sensing",
+                             "tensor_completion"}
+    assert set(METHODS) == {"factor", "end_to_end", "descent", "tensor"}
+    assert FAMILIES == {"matrix": ("factor", "end_to_end", "descent"),
+                        "tensor": ("tensor",)}
     assert set(INITS) == {"balanced", "gaussian"}
-    assert len(ACCEPTED) == len(PROBLEMS) * (len(METHODS) * len(INITS) - 1)
+    assert len(MATRIX) == 2 * (3 * len(INITS) - 1) and len(TENSOR) == 2 * len(INITS)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +66,9 @@ def run(tmp_path_factory):
     @functools.cache
     def one(problem, method, init):
         name = f"{problem}-{method}-{init}"
+        fixed = TENSOR_FIXED if family(method) == "tensor" else FIXED
         study = {"name": name, "problem": problem, "method": method, "seeds": SEEDS,
-                 "fixed": FIXED | {"init": init}}
+                 "fixed": fixed | {"init": init}}
         path = root / f"{name}.json"
         path.write_text(json.dumps(study))
         groups = lf.run_sweep(path, root / name, progress=False)
@@ -80,7 +95,7 @@ def documented_init(init, seed):
                 FIXED["init_scale"])
 
 
-@pytest.mark.parametrize("problem,method,init", ACCEPTED)
+@pytest.mark.parametrize("problem,method,init", MATRIX)
 def test_stored_results_are_sane_and_what_the_study_names(run, problem, method, init):
     g = run(problem, method, init)
     k, d = len(TS), FIXED["d_out"]
@@ -128,7 +143,7 @@ def test_stored_results_are_sane_and_what_the_study_names(run, problem, method, 
                                    g["unbalancedness_initial"], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("problem", PROBLEMS)
+@pytest.mark.parametrize("problem", ["matrix_sensing", "matrix_completion"])
 def test_factor_and_end_to_end_methods_agree(run, problem):
     """Theorem 1: from the same balanced inits the two flows give the same end-to-end
     trajectory, to twice conftest's rule at the study's tolerances (init 0.3 escapes
@@ -143,7 +158,7 @@ def test_factor_and_end_to_end_methods_agree(run, problem):
 
 
 @pytest.mark.parametrize("init", INITS)
-@pytest.mark.parametrize("problem", PROBLEMS)
+@pytest.mark.parametrize("problem", ["matrix_sensing", "matrix_completion"])
 def test_descent_is_descent_not_the_flow(run, problem, init):
     """Descent at lr 0.01 follows the flow to first order: a distance C lr, well
     below the trajectory's scale (C of order 1 on this problem), and far above the
@@ -157,7 +172,7 @@ def test_descent_is_descent_not_the_flow(run, problem, init):
     assert 1e3 * flow_error < distance < 0.05 * scale, (distance, flow_error, scale)
 
 
-@pytest.mark.parametrize("problem", PROBLEMS)
+@pytest.mark.parametrize("problem", ["matrix_sensing", "matrix_completion"])
 def test_refused_combination_is_named(problem, tmp_path):
     study = {"name": "bad", "problem": problem, "method": "end_to_end", "seeds": 2,
              "fixed": FIXED | {"init": "gaussian"}}
@@ -166,3 +181,70 @@ def test_refused_combination_is_named(problem, tmp_path):
     with pytest.raises(ValueError, match="`init` must be 'balanced' for method"):
         lf.run_sweep(path, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def documented_tensor_problem(problem):
+    make = {"tensor_sensing": lf.problems.random_tensor_sensing,
+            "tensor_completion": lf.problems.random_tensor_completion}[problem]
+    return make(jax.random.fold_in(jax.random.PRNGKey(0), 0), TENSOR_FIXED["shape"],
+                TENSOR_FIXED["rank"], TENSOR_FIXED["num_measurements"])
+
+
+def documented_tensor_init(init, seed):
+    make = {"balanced": lf.tensor.balanced, "gaussian": lf.tensor.gaussian}[init]
+    return make(jax.random.fold_in(jax.random.PRNGKey(seed), 1), TENSOR_FIXED["shape"],
+                TENSOR_FIXED["components"], TENSOR_FIXED["init_scale"])
+
+
+@pytest.mark.parametrize("problem,method,init", TENSOR)
+def test_tensor_groups_are_the_cp_flow_of_the_documented_draws(run, problem, method,
+                                                               init):
+    g = run(problem, method, init)
+    shape, R, k = tuple(TENSOR_FIXED["shape"]), TENSOR_FIXED["components"], len(TS)
+    assert g.meta["study"]["problem"] == problem and g.config["init"] == init
+    assert g["end_to_end"].shape == (len(SEEDS), k, *shape)
+    assert g["component_norms"].shape == (len(SEEDS), k, R)
+    assert g["success"].all() and g["reached"].all()
+    assert (np.diff(g["loss"], axis=1) < 0).all()
+    loss, truth = documented_tensor_problem(problem)
+    np.testing.assert_array_equal(g["truth"], truth)
+    scale = np.abs(g["end_to_end"]).max()
+    for i, seed in enumerate(SEEDS):
+        fs0 = documented_tensor_init(init, seed)
+        np.testing.assert_allclose(g["end_to_end"][i, 0], lf.tensor.end_to_end(fs0),
+                                   rtol=1e-12, atol=1e-15)
+        # The method that ran is `lnn_flow.tensor.flow` at the study's options: the
+        # stored trajectory is the one a direct solve gives, to twice conftest's rule.
+        direct = lf.tensor.flow(loss, fs0, TENSOR_FIXED["t1"], ts=TS,
+                                rtol=TENSOR_FIXED["rtol"], atol=TENSOR_FIXED["atol"])
+        steps = max(int(g["num_steps"][i]), int(direct.stats.num_steps))
+        tol = 2 * trajectory_tolerance(steps, scale, TENSOR_FIXED["rtol"],
+                                       TENSOR_FIXED["atol"])
+        assert np.abs(g["end_to_end"][i] - np.asarray(direct.end_to_end)).max() <= tol
+    # The stored tensor columns are what they say, from the stored factors.
+    fs = tuple(g[f"factor_final_{n}"] for n in range(1, len(shape) + 1))
+    np.testing.assert_allclose(jax.vmap(lf.tensor.end_to_end)(fs), g["end_to_end_final"],
+                               rtol=1e-12, atol=1e-15)
+    norms = jax.vmap(lf.tensor.component_norms)(fs)
+    np.testing.assert_allclose(g["component_norms_final"], norms, rtol=1e-12)
+    np.testing.assert_allclose(g["component_norms"][:, -1], norms, rtol=1e-12)
+    carry = (norms >= 1e-2 * norms.max(axis=1, keepdims=True)).sum(axis=1)
+    np.testing.assert_array_equal(g["effective_tensor_rank_final"], carry)
+    error = np.linalg.norm((g["end_to_end_final"] - truth).reshape(len(SEEDS), -1),
+                           axis=1) / np.linalg.norm(truth)
+    np.testing.assert_allclose(g["relative_error_final"], error, rtol=1e-12)
+    # The conservation law of the CP flow (Section 5; `lnn_flow.tensor`): per-component
+    # ||a_r^n||^2 - ||a_r^n'||^2 constant, so the unbalancedness too, to the rule.
+    start = g["unbalancedness_initial"]
+    assert (start < 1e-12).all() if init == "balanced" else (start > 1e-2).all()
+    np.testing.assert_allclose(g["unbalancedness_final"], start, rtol=0,
+                               atol=trajectory_tolerance(g["num_steps"].max(), scale))
+
+
+def test_tensor_summary_and_printed_table_carry_the_tensor_columns(run):
+    g = run("tensor_completion", "tensor", "balanced")
+    (row,) = lf.summarize([g])
+    assert row["effective_tensor_rank_final"]["median"] >= 1
+    assert len(row["component_norms_final"]["median"]) == TENSOR_FIXED["components"]
+    from lnn_flow._sweep import format_summary
+    assert "tensor rank" in format_summary([row], [])

@@ -45,8 +45,9 @@ def test_report_rows_flatten_the_varying_parameters_and_quantiles(groups):
 
 def test_printed_summary_has_one_line_per_configuration(groups):
     lines = format_summary(summarize(groups), ["depth"]).splitlines()
-    assert len(lines) == 3 and lines[0].split()[:3] == ["depth", "seeds", "fail"]
-    assert lines[2].split()[:3] == ["3", "3", "1"] and lines[1].split()[3] == "0.002"
+    assert lines[0].split()[:4] == ["depth", "seeds", "fail", "unfin"]
+    assert len(lines) == 3 and lines[2].split()[:4] == ["3", "3", "1", "0"]
+    assert lines[1].split()[4] == "0.002"
     assert lines[1].split()[-1] == "-"  # no unbalancedness: a dash, not a number
 
 
@@ -65,3 +66,34 @@ def test_sweep_report_states_where_the_groups_are(groups, tmp_path):
     assert report.parameters == {"study_file": "tiny.toml", "depth": [2, 3]}
     summary = report.write(tmp_path / "out")
     assert (tmp_path / "out" / "final_loss.png").exists() and summary.exists()
+
+
+def test_solves_that_stop_short_of_the_loss_threshold_are_counted_unfinished():
+    """Success at t1 without reaching `loss_threshold` is not a finished row: counted
+    in `unfinished` (summary, printed table, report rows); without a threshold every
+    success is finished."""
+    group = _group(2, [1e-3, 2e-3, np.nan])
+    group.arrays["stopped"] = np.array([True, False, False])
+    group.meta["config"]["loss_threshold"] = 1e-8
+    (row,) = summarize([group])
+    assert row["failures"] == 1 and row["unfinished"] == 1
+    assert report_rows([row], ["depth"])[0]["unfinished"] == 1
+    assert format_summary([row], ["depth"]).splitlines()[1].split()[3] == "1"
+    group.meta["config"]["loss_threshold"] = None
+    assert summarize([group])[0]["unfinished"] == 0
+
+
+def test_tensor_groups_summarize_tensor_rank_and_sorted_component_norms():
+    group = _group(2, [1e-3, 2e-3, 3e-3])
+    del group.arrays["effective_rank_final"]
+    group.arrays["effective_tensor_rank_final"] = np.array([2, 2, 3])
+    group.arrays["component_norms_final"] = np.array(
+        [[1e-4, 1.5, 0.7], [0.8, 1e-4, 1.4], [1.6, 0.9, 0.2]])
+    (row,) = summarize([group])
+    assert row["effective_tensor_rank_final"]["median"] == 2.0
+    # Per seed largest first, then the median over seeds of each place.
+    np.testing.assert_allclose(row["component_norms_final"]["median"], [1.5, 0.8, 1e-4])
+    lines = format_summary([row], ["depth"]).splitlines()
+    assert "tensor rank" in lines[0] and "eff rank" not in lines[0]
+    assert lines[1].split()[-3:] == ["1.5", "0.8", "0.0001"]
+    assert report_rows([row], ["depth"])[0]["effective_tensor_rank_final_median"] == 2.0

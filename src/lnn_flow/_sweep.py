@@ -3,8 +3,9 @@
 A study is a plain TOML or JSON file (read as data, never executed):
 
     name = "sensing_depths"
-    problem = "matrix_sensing"      # or "matrix_completion"
-    method = "factor"               # or "end_to_end", "descent"
+    problem = "matrix_sensing"      # or "matrix_completion"; "tensor_completion",
+                                    # "tensor_sensing" (method "tensor")
+    method = "factor"               # or "end_to_end", "descent", "tensor"
     seeds = 32                      # seeds 0..31, or a list such as [3, 7, 11]
 
     [fixed]                         # one value per parameter
@@ -16,6 +17,14 @@ A study is a plain TOML or JSON file (read as data, never executed):
     depth = [2, 3]
     init_scale = [1e-3, 1e-2]
     num_measurements = [80, 160]
+
+Tensor studies (Section 5) take `method = "tensor"` (the CP flow, `lnn_flow.tensor`),
+`problem = "tensor_completion"` or `"tensor_sensing"`, and set `shape` (a list: the
+tensor's sizes), `components` (R) and optionally `truth_norms` and `rank_cutoff` in
+place of the matrix parameters (`d_in`, `d_out`, `depth`, `hidden_width` and descent's
+`lr`, `steps`, `save_every`, which a tensor study refuses, as a matrix study refuses the
+tensor ones). Their groups add the component norms over the saves and at the end and
+the effective tensor rank (`_tensor_arrays`).
 
 Parameters not given take the defaults in `PARAMETERS` (`atol` unset: each flow's own
 default, the end-to-end flow's scaled to its initial matrix). One configuration solved from all
@@ -48,18 +57,20 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
 
-from . import _store, init, problems
+from . import _store, init, problems, tensor
 from ._batch import solve_batch
 from ._network import end_to_end, unbalancedness
 from ._methods import METHODS as REGISTRY
 from ._store import CorruptResultError, Group
 from ._sweep_schema import (
+    FAMILIES,
     INITS,
     METHODS,
     PARAMETERS,
     PROBLEMS,
     Parameter,
     Study,
+    family,
     load_study,
     parse_study,
 )
@@ -77,6 +88,13 @@ from ._sweep_summary import QUANTILES, effective_rank, format_summary, summarize
 
 def _problem(study: Study, config: dict[str, Any]):
     key = jax.random.fold_in(jax.random.PRNGKey(config["problem_seed"]), 0)
+    if family(study.method) == "tensor":
+        make = {
+            "tensor_sensing": problems.random_tensor_sensing,
+            "tensor_completion": problems.random_tensor_completion,
+        }[study.problem]
+        return make(key, config["shape"], config["rank"], config["num_measurements"],
+                    component_norms=config["truth_norms"])
     shape = (config["d_out"], config["d_in"])
     make = {
         "matrix_sensing": problems.random_matrix_sensing,
@@ -85,14 +103,18 @@ def _problem(study: Study, config: dict[str, Any]):
     return make(key, shape, config["rank"], config["num_measurements"])
 
 
-def _initial_factors(config: dict[str, Any], seeds: Sequence[int]):
-    dims = (config["d_in"], *config["hidden_width"], config["d_out"])
+def _initial_factors(config: dict[str, Any], seeds: Sequence[int], method: str):
+    """Seed `s`'s init from `fold_in(PRNGKey(s), 1)`: the network's factors, or the
+    CP factors of a tensor method, `init` balanced or gaussian at `init_scale`."""
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in seeds])
     scale = config["init_scale"]
-    if config["init"] == "balanced":
-        make = lambda key: init.balanced(key, dims, scale)
+    if family(method) == "tensor":
+        draw = {"balanced": tensor.balanced, "gaussian": tensor.gaussian}[config["init"]]
+        make = lambda key: draw(key, config["shape"], config["components"], scale)
     else:
-        make = lambda key: init.gaussian(key, dims, scale)
+        dims = (config["d_in"], *config["hidden_width"], config["d_out"])
+        draw = {"balanced": init.balanced, "gaussian": init.gaussian}[config["init"]]
+        make = lambda key: draw(key, dims, scale)
     return jax.vmap(make)(keys)
 
 
@@ -110,7 +132,7 @@ def solve_group(
     """Solve one configuration from every seed; the arrays written for the group, and
     `message` (the solver's message per seed), which `run_sweep` stores in the labels."""
     loss, truth = _problem(study, config)
-    ws0 = _initial_factors(config, seeds)
+    ws0 = _initial_factors(config, seeds, study.method)
     ts = np.linspace(0.0, config["t1"], config["num_saves"])
     method = REGISTRY[study.method]
     if not method.ode:
@@ -137,7 +159,7 @@ def solve_group(
         sol = solve_batch(study.method, loss, init, *args, config["t1"], ts, **options)
     final = np.asarray(sol.end_to_end_final)
     truth = np.asarray(truth)
-    singular = _singular_values(final)
+    entries = tuple(range(1, final.ndim))
     arrays = {
         "seed": np.asarray(seeds, dtype=np.int64),
         "ts": np.asarray(sol.ts)[0],
@@ -147,9 +169,7 @@ def solve_group(
         "t_final": sol.t_final,
         "loss_final": sol.loss_final,
         "end_to_end_final": final,
-        "singular_values_final": singular,
-        "effective_rank_final": effective_rank(singular),
-        "relative_error_final": np.linalg.norm(final - truth, axis=(-2, -1))
+        "relative_error_final": np.sqrt(np.sum((final - truth) ** 2, axis=entries))
         / np.linalg.norm(truth),
         "truth": truth,
         "success": sol.success,
@@ -158,6 +178,12 @@ def solve_group(
         "message": np.asarray(sol.message, dtype=str),
         "num_steps": sol.stats.num_steps,
     }
+    if family(study.method) == "tensor":
+        arrays.update(_tensor_arrays(sol, ws0, config["rank_cutoff"]))
+        return {k: np.asarray(v) for k, v in arrays.items()}
+    singular = _singular_values(final)
+    arrays["singular_values_final"] = singular
+    arrays["effective_rank_final"] = effective_rank(singular)
     if sol.factors_final is not None:
         unbalanced = jax.vmap(unbalancedness)
         arrays["unbalancedness_initial"] = unbalanced(ws0)
@@ -165,6 +191,30 @@ def solve_group(
         for j, w in enumerate(sol.factors_final, start=1):
             arrays[f"factor_final_{j}"] = w
     return {k: np.asarray(v) for k, v in arrays.items()}
+
+
+def _tensor_arrays(sol, fs0, cutoff: float) -> dict[str, Any]:
+    """A tensor group's own arrays: component norms `||W_r||` over the saves and at
+    the end, the effective tensor rank (components with a final norm of at least
+    `cutoff` times the largest, as in `lnn_flow.studies.tensor_study`), the CP
+    unbalancedness at the start and the end, and the final CP factors."""
+    def component_norms(fs):  # NaN at the saves a stopped solve did not reach
+        return np.prod([np.linalg.norm(np.asarray(f), axis=-2) for f in fs], axis=0)
+
+    norms = component_norms(sol.factors)
+    final = component_norms(sol.factors_final)
+    unbalanced = jax.vmap(tensor.unbalancedness)
+    arrays = {
+        "component_norms": norms,
+        "component_norms_final": final,
+        "effective_tensor_rank_final": np.sum(
+            final >= cutoff * final.max(axis=1, keepdims=True), axis=1),
+        "unbalancedness_initial": unbalanced(fs0),
+        "unbalancedness_final": unbalanced(tuple(sol.factors_final)),
+    }
+    for n, f in enumerate(sol.factors_final, start=1):
+        arrays[f"factor_final_{n}"] = f
+    return arrays
 
 
 def run_sweep(
@@ -261,8 +311,8 @@ def _labels(study: Study, name: str, config: dict[str, Any], arrays, start: floa
 
 
 __all__ = [
-    "CorruptResultError", "Group", "INITS", "METHODS", "PARAMETERS", "PROBLEMS",
+    "CorruptResultError", "FAMILIES", "Group", "INITS", "METHODS", "PARAMETERS", "PROBLEMS",
     "Parameter", "QUANTILES", "Study", "effective_rank", "format_summary",
-    "config_id", "load_study", "load_sweep", "parse_study", "planned_groups",
+    "config_id", "family", "load_study", "load_sweep", "parse_study", "planned_groups",
     "summarize",
 ]

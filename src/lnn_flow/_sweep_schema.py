@@ -19,10 +19,18 @@ import diffrax
 
 from ._files import read_study_file
 
-PROBLEMS = ("matrix_sensing", "matrix_completion")
+PROBLEMS = ("matrix_sensing", "matrix_completion", "tensor_sensing", "tensor_completion")
 # The methods of `lnn_flow._methods.METHODS` whose initial states a sweep draws.
-METHODS = ("factor", "end_to_end", "descent")
+METHODS = ("factor", "end_to_end", "descent", "tensor")
 INITS = ("balanced", "gaussian")
+# Which problems each kind of method solves: matrices (eq. 2, Theorem 1, descent)
+# or tensors (the CP factorization of Section 5).
+FAMILIES = {"matrix": ("factor", "end_to_end", "descent"), "tensor": ("tensor",)}
+
+
+def family(method: str) -> str:
+    """`"matrix"` or `"tensor"`: the kind of problem `method` solves."""
+    return next(f for f, methods in FAMILIES.items() if method in methods)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,25 +40,41 @@ class Parameter:
     check: str = ""  # "positive", "non_negative", "at_least_2", or "" (none)
     static: bool = True  # part of the compiled program (shapes, options), not a value
     help: str = ""
+    family: str | None = None  # "matrix" or "tensor" if only those methods take it
+    sequence: str = ""  # "allowed": a value or a list of them; "required": a list
 
 
 PARAMETERS: dict[str, Parameter] = {
-    "d_in": Parameter(int, 20, "positive", help="d_0"),
-    "d_out": Parameter(int, 20, "positive", help="d_n"),
-    "rank": Parameter(int, 2, "positive", help="rank of the planted truth"),
+    "d_in": Parameter(int, 20, "positive", help="d_0", family="matrix"),
+    "d_out": Parameter(int, 20, "positive", help="d_n", family="matrix"),
+    "shape": Parameter(
+        int, [8, 8, 8], "positive", family="tensor", sequence="required",
+        help="tensor shape (d_1, ..., d_N), order N >= 2",
+    ),
+    "components": Parameter(
+        int, 4, "positive", family="tensor", help="R, the CP factorization's components"
+    ),
+    "rank": Parameter(int, 2, "positive", help="rank (tensor: CP rank) of the planted truth"),
+    "truth_norms": Parameter(
+        float, None, "positive", static=False, family="tensor", sequence="required",
+        help="the truth's `rank` component norms (default: a Gaussian draw scaled to "
+        "norm sqrt(rank), as lnn_flow.problems.low_rank_tensor)",
+    ),
     "num_measurements": Parameter(
         int, 160, "positive", help="sensing: measurements m; completion: entries seen"
     ),
     "problem_seed": Parameter(int, 0, "non_negative", static=False),
-    "depth": Parameter(int, 3, "positive", help="n"),
+    "depth": Parameter(int, 3, "positive", help="n", family="matrix"),
     "hidden_width": Parameter(
-        int, None, "positive", help="hidden widths d_1..d_{n-1}: one int, or a list "
-        "of n - 1 ints; default max(d_in, d_out)"
+        int, None, "positive", family="matrix", sequence="allowed",
+        help="hidden widths d_1..d_{n-1}: one int, or a list of n - 1 ints; default "
+        "max(d_in, d_out)",
     ),
     "init": Parameter(str, "balanced", help=" or ".join(INITS)),
     "init_scale": Parameter(
         float, 1e-3, "positive", static=False,
-        help="balanced: Frobenius norm of W(0); gaussian: entry std",
+        help="balanced: Frobenius norm of W(0) (tensor: of each component); "
+        "gaussian: entry std",
     ),
     "t1": Parameter(float, 60.0, "positive", static=False),
     "num_saves": Parameter(int, 21, "at_least_2", help="saves at linspace(0, t1)"),
@@ -63,10 +87,23 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "max_steps": Parameter(int, 16_384, "positive"),
     "loss_threshold": Parameter(float, None, "non_negative", static=False),
-    "lr": Parameter(float, 1e-2, "positive", static=False, help="descent step size"),
-    "steps": Parameter(int, 1000, "positive", help="descent steps"),
-    "save_every": Parameter(int, 50, "positive", help="descent: save every k steps"),
+    "lr": Parameter(float, 1e-2, "positive", static=False, help="descent step size",
+                    family="matrix"),
+    "steps": Parameter(int, 1000, "positive", help="descent steps", family="matrix"),
+    "save_every": Parameter(int, 50, "positive", help="descent: save every k steps",
+                            family="matrix"),
+    "rank_cutoff": Parameter(
+        float, 1e-2, "positive", static=False, family="tensor",
+        help="a component carries the solution if its norm is >= rank_cutoff times the "
+        "largest (the effective tensor rank counts those)",
+    ),
 }
+
+
+def parameters_of(method: str) -> dict[str, Parameter]:
+    """The parameters a study of `method` takes (and its configurations list)."""
+    kind = family(method)
+    return {k: p for k, p in PARAMETERS.items() if p.family in (None, kind)}
 
 _TOP_LEVEL = {"name", "problem", "method", "seeds", "fixed", "grid"}
 
@@ -97,7 +134,7 @@ class Study:
         keys = list(self.grid)
         out = []
         for values in itertools.product(*(self.grid[k] for k in keys)):
-            config = {k: p.default for k, p in PARAMETERS.items()}
+            config = {k: p.default for k, p in parameters_of(self.method).items()}
             config.update(self.fixed)
             config.update(zip(keys, values))
             out.append(_complete(config, self))
@@ -124,11 +161,19 @@ def parse_study(raw: dict[str, Any], default_name: str = "study") -> Study:
         raise ValueError(
             f"`name` must be a plain file name (letters, digits, _ . -); got {name!r}"
         )
-    problem = _choice("problem", raw.get("problem", "matrix_sensing"), PROBLEMS)
     method = _choice("method", raw.get("method", "factor"), METHODS)
+    default_problem = {"matrix": "matrix_sensing", "tensor": "tensor_completion"}
+    problem = _choice("problem", raw.get("problem", default_problem[family(method)]),
+                      PROBLEMS)
     seeds = _seeds(raw.get("seeds", 8))
+    if family(method) != problem.split("_")[0]:
+        raise ValueError(
+            f"`problem` {problem!r} is not solved by `method` {method!r}: the methods "
+            f"{list(FAMILIES['matrix'])} solve matrix_* problems, 'tensor' tensor_* ones"
+        )
     fixed = raw.get("fixed", {})
     grid = raw.get("grid", {})
+    accepted = parameters_of(method)
     for table, value in (("fixed", fixed), ("grid", grid)):
         if not isinstance(value, dict):
             raise TypeError(f"`{table}` must be a table; got {type(value).__name__}")
@@ -137,6 +182,12 @@ def parse_study(raw: dict[str, Any], default_name: str = "study") -> Study:
                 raise ValueError(
                     f"unknown parameter `{table}.{key}`; known parameters: "
                     f"{', '.join(sorted(PARAMETERS))}"
+                )
+            if key not in accepted:
+                raise ValueError(
+                    f"parameter `{table}.{key}` is for the {PARAMETERS[key].family} "
+                    f"methods {list(FAMILIES[PARAMETERS[key].family])}, not method "
+                    f"{method!r}; its parameters: {', '.join(sorted(accepted))}"
                 )
     both = set(fixed) & set(grid)
     if both:
@@ -185,8 +236,18 @@ def _seeds(value) -> tuple[int, ...]:
 
 def _value(where: str, key: str, value):
     spec = PARAMETERS[key]
-    if key == "hidden_width" and isinstance(value, list):
-        return [_value(f"{where}[{i}]", key, v) for i, v in enumerate(value)]
+    if isinstance(value, list) and spec.sequence:
+        if not value and spec.sequence == "required":
+            raise ValueError(f"`{where}` must be a non-empty list; got []")
+        return [_scalar(f"{where}[{i}]", spec, v) for i, v in enumerate(value)]
+    if spec.sequence == "required" and value is not None:
+        raise TypeError(
+            f"`{where}` must be a list of {spec.kind.__name__}s; got {value!r}"
+        )
+    return _scalar(where, spec, value)
+
+
+def _scalar(where: str, spec: Parameter, value):
     if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not spec.kind:
@@ -209,18 +270,6 @@ def _value(where: str, key: str, value):
 
 def _complete(config: dict[str, Any], study: Study) -> dict[str, Any]:
     """Fill derived values and check the combination as a whole."""
-    depth = config["depth"]
-    width = config["hidden_width"]
-    if width is None:
-        width = max(config["d_in"], config["d_out"])
-    if isinstance(width, int):
-        width = [width] * (depth - 1)
-    if len(width) != depth - 1:
-        raise ValueError(
-            f"`hidden_width` lists {len(width)} widths but depth {depth} has "
-            f"{depth - 1} hidden layers"
-        )
-    config["hidden_width"] = list(width)
     if config["init"] not in INITS:
         raise ValueError(f"`init` must be one of {list(INITS)}; got {config['init']!r}")
     solver = getattr(diffrax, config["solver"], None)
@@ -233,6 +282,24 @@ def _complete(config: dict[str, Any], study: Study) -> dict[str, Any]:
         solver()
     except TypeError as err:  # abstract classes cannot be instantiated
         raise ValueError(f"`solver` {config['solver']!r} cannot be instantiated: {err}")
+    if family(study.method) == "tensor":
+        return _complete_tensor(config, study)
+    return _complete_matrix(config, study)
+
+
+def _complete_matrix(config: dict[str, Any], study: Study) -> dict[str, Any]:
+    depth = config["depth"]
+    width = config["hidden_width"]
+    if width is None:
+        width = max(config["d_in"], config["d_out"])
+    if isinstance(width, int):
+        width = [width] * (depth - 1)
+    if len(width) != depth - 1:
+        raise ValueError(
+            f"`hidden_width` lists {len(width)} widths but depth {depth} has "
+            f"{depth - 1} hidden layers"
+        )
+    config["hidden_width"] = list(width)
     if config["rank"] > min(config["d_in"], config["d_out"]):
         raise ValueError(
             f"`rank` {config['rank']} exceeds min(d_in, d_out) = "
@@ -249,5 +316,31 @@ def _complete(config: dict[str, Any], study: Study) -> dict[str, Any]:
         raise ValueError(
             "`init` must be 'balanced' for method 'end_to_end': Theorem 1 assumes "
             "unbalancedness zero (Assumption 1)"
+        )
+    return config
+
+
+def _complete_tensor(config: dict[str, Any], study: Study) -> dict[str, Any]:
+    shape = config["shape"] = list(config["shape"])
+    if len(shape) < 2:
+        raise ValueError(f"`shape` must list the N >= 2 sizes of a tensor; got {shape}")
+    size = math.prod(shape)
+    if config["rank"] > size // max(shape):
+        raise ValueError(
+            f"`rank` {config['rank']} exceeds prod(shape) / max(shape) = "
+            f"{size // max(shape)}, the largest CP rank of a tensor of shape {shape}"
+        )
+    norms = config["truth_norms"]
+    if norms is not None and len(norms) != config["rank"]:
+        raise ValueError(
+            f"`truth_norms` lists {len(norms)} component norms but `rank` is "
+            f"{config['rank']}"
+        )
+    if config["truth_norms"] is not None:
+        config["truth_norms"] = list(norms)
+    if study.problem == "tensor_completion" and config["num_measurements"] > size:
+        raise ValueError(
+            "`num_measurements` (observed entries) exceeds prod(shape) = "
+            f"{size} for shape {shape}"
         )
     return config

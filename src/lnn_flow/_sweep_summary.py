@@ -1,6 +1,11 @@
 """Sweep summaries: per configuration, across seeds, the statistics a reader compares
-(failures; median and quantiles of the final loss, effective rank, relative error,
-unbalancedness), as rows, a printed table, and a report (table and figure)."""
+(failures, unfinished solves; median and quantiles of the final loss, effective rank
+(tensor studies: effective tensor rank and the component norms), relative error,
+unbalancedness), as rows, a printed table, and a report (table and figure).
+
+A solve is *unfinished* when its configuration sets `loss_threshold` and it ended
+(successfully, at `t1`) without reaching it: its statistics are those of a solve cut
+short, not of a converged one, and every summary counts them next to the failures."""
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -29,9 +34,11 @@ QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 def summarize(groups: Sequence[Group]) -> list[dict[str, Any]]:
-    """Per configuration, across seeds: failures, and the median and quantiles of the
-    final loss, effective rank, relative error and unbalancedness (NaN-aware; failed
-    solves keep their last values and are counted in `failures`)."""
+    """Per configuration, across seeds: failures, unfinished solves (see the module
+    docstring), and the median and quantiles of the final loss, effective rank (or
+    effective tensor rank), relative error, steps and unbalancedness (NaN-aware; failed
+    solves keep their last values and are counted in `failures`). Tensor groups add
+    `component_norms_final`: per quantile, the component norms sorted largest first."""
     rows = []
     for group in groups:
         a = group.arrays
@@ -40,37 +47,61 @@ def summarize(groups: Sequence[Group]) -> list[dict[str, Any]]:
             "config": group.config,
             "seeds": int(a["seed"].shape[0]),
             "failures": int(np.sum(~a["success"])),
+            "unfinished": unfinished(a, group.config),
         }
-        stats = ["loss_final", "effective_rank_final", "relative_error_final",
-                 "num_steps", "unbalancedness_final"]
+        stats = ["loss_final", "effective_rank_final", "effective_tensor_rank_final",
+                 "relative_error_final", "num_steps", "unbalancedness_final"]
         for name in stats:
             if name in a:
-                values = a[name].astype(float)
-                row[name] = {
-                    f"q{round(100 * q):02d}": float(np.nanquantile(values, q))
-                    for q in QUANTILES
-                }
-                row[name]["median"] = row[name].pop("q50")
+                row[name] = _quantiles(a[name].astype(float), axis=0)
+        if "component_norms_final" in a:
+            norms = -np.sort(-a["component_norms_final"].astype(float), axis=1)
+            row["component_norms_final"] = {
+                q: v.tolist() for q, v in _quantiles(norms, axis=0).items()
+            }
         rows.append(row)
     return rows
 
 
+def unfinished(arrays, config: dict[str, Any]) -> int:
+    """Solves that ended successfully without reaching the configuration's
+    `loss_threshold` (0 when it sets none: then every success is finished)."""
+    if config.get("loss_threshold") is None:
+        return 0
+    return int(np.sum(arrays["success"] & ~arrays["stopped"]))
+
+
+def _quantiles(values: np.ndarray, axis: int) -> dict[str, Any]:
+    out = {f"q{round(100 * q):02d}": np.nanquantile(values, q, axis=axis)
+           for q in QUANTILES}
+    out["median"] = out.pop("q50")
+    return {k: v if np.ndim(v) else float(v) for k, v in out.items()}
+
+
 def format_summary(rows: Sequence[dict[str, Any]], varying: Sequence[str]) -> str:
-    """A plain-text table of `summarize` rows, one line per configuration."""
-    header = [*varying, "seeds", "fail", "loss med", "loss q10", "loss q90", "eff rank",
-              "rel err", "unbal med"]
+    """A plain-text table of `summarize` rows, one line per configuration (tensor
+    studies: the effective tensor rank, and the median component norms)."""
+    tensor = any("effective_tensor_rank_final" in row for row in rows)
+    rank = "effective_tensor_rank_final" if tensor else "effective_rank_final"
+    header = [*varying, "seeds", "fail", "unfin", "loss med", "loss q10", "loss q90",
+              "tensor rank" if tensor else "eff rank", "rel err", "unbal med"]
+    if tensor:
+        header.append("component norms med")
     body = []
     for row in rows:
         def stat(name, q="median"):
             return f"{row[name][q]:.3g}" if name in row else "-"
 
-        body.append([
+        line = [
             *(str(row["config"][k]) for k in varying),
-            str(row["seeds"]), str(row["failures"]),
+            str(row["seeds"]), str(row["failures"]), str(row.get("unfinished", 0)),
             stat("loss_final"), stat("loss_final", "q10"), stat("loss_final", "q90"),
-            stat("effective_rank_final"), stat("relative_error_final"),
-            stat("unbalancedness_final"),
-        ])
+            stat(rank), stat("relative_error_final"), stat("unbalancedness_final"),
+        ]
+        if tensor:
+            norms = row.get("component_norms_final", {}).get("median", [])
+            line.append(" ".join(f"{x:.2g}" for x in norms) or "-")
+        body.append(line)
     return _table.aligned(header, body)
 
 
@@ -78,12 +109,15 @@ def report_rows(
     rows: Sequence[dict[str, Any]], varying: Sequence[str]
 ) -> list[dict[str, Any]]:
     """`summarize` rows flattened for a report table: the varying parameters, seeds,
-    failures, and median, q10 and q90 of the final loss, effective rank and error."""
+    failures, unfinished solves, and median, q10 and q90 of the final loss, effective
+    rank (or effective tensor rank) and error."""
     flat_rows = []
     for row in rows:
         flat = {k: row["config"][k] for k in varying}
-        flat.update(seeds=row["seeds"], failures=row["failures"])
-        for stat in ("loss_final", "effective_rank_final", "relative_error_final"):
+        flat.update(seeds=row["seeds"], failures=row["failures"],
+                    unfinished=row.get("unfinished", 0))
+        for stat in ("loss_final", "effective_rank_final", "effective_tensor_rank_final",
+                     "relative_error_final"):
             if stat in row:
                 for q in ("median", "q10", "q90"):
                     flat[f"{stat}_{q}"] = row[stat][q]
