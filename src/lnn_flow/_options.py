@@ -23,7 +23,8 @@ from . import losses as _losses
 class SolveOptions:
     """The keywords every flow takes after its positional arguments.
 
-    Defaults: `Tsit5` (`solver=None`), `rtol=1e-8`, `atol=None`: the system's own
+    Defaults: `Tsit5` (`solver=None`; `solver="auto"` switches between Tsit5 and an
+    implicit Kvaerno5 on stiffness, [`lnn_flow._switching`][]), `rtol=1e-8`, `atol=None`: the system's own
     default ([`lnn_flow._system.AbstractFlowSystem.default_atol`][]: 1e-10, scaled
     from `W0` by the end-to-end flow), `max_steps=16_384`, no
     loss or rest stop, no dense output. Values are checked by [`prepare`][] and
@@ -31,7 +32,7 @@ class SolveOptions:
     """
 
     t0: Any = 0.0
-    solver: diffrax.AbstractSolver | None = None
+    solver: diffrax.AbstractSolver | str | None = None
     rtol: Any = 1e-8
     atol: Any = None
     max_steps: int = 16_384
@@ -138,9 +139,17 @@ def prepare(
     if not isinstance(steady_state, bool):
         raise TypeError(f"`steady_state` must be True or False; got {steady_state!r}")
     solver = diffrax.Tsit5() if solver is None else solver
-    if not isinstance(solver, diffrax.AbstractSolver):
-        raise TypeError(f"`solver` must be a diffrax solver; got {type(solver).__name__}")
-    adaptive = isinstance(solver, diffrax.AbstractAdaptiveSolver)
+    if isinstance(solver, str):
+        if solver != "auto":
+            raise ValueError(f"`solver` must be a diffrax solver or 'auto'; got {solver!r}")
+        if stepsize_controller is not None:
+            raise ValueError("`solver='auto'` steps with its own PID controller at `rtol`/"
+                             "`atol`; pass no `stepsize_controller`")
+    elif not isinstance(solver, diffrax.AbstractSolver):
+        raise TypeError(
+            f"`solver` must be a diffrax solver or 'auto'; got {type(solver).__name__}"
+        )
+    adaptive = isinstance(solver, (str, diffrax.AbstractAdaptiveSolver))
     if dt0 is not None:
         dt0 = _checks.positive("dt0", scalar("dt0", dt0))
     elif not adaptive and stepsize_controller is None:

@@ -253,6 +253,12 @@ def pool_problem(method: str, loss, init, args, kwargs):
     options = entry.options(a)
     if options.dense or options.progress_meter is not None:
         raise ValueError("a refilled solve supports neither `dense` nor `progress_meter`")
+    if isinstance(options.solver, str):
+        raise ValueError(
+            "`solver='auto'` is for solve_batch and the flows, not solve_pool: the pool "
+            "steps its slots in lockstep, where each member's own switch between "
+            "explicit and implicit steps would run both kinds for every slot"
+        )
     # `init` itself (real, finite per member, a finite initial loss) is checked on the
     # host by `solve_pool` before tracing; here every value may be traced.
     system = entry.system(loss, first, a)

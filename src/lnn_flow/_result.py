@@ -9,6 +9,7 @@ give, applied to each save.
 
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import diffrax
 import equinox as eqx
@@ -20,6 +21,9 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 from . import _checks
 from ._flat import FlatLayout
 from ._network import end_to_end
+
+if TYPE_CHECKING:
+    from ._switching import SwitchRecord
 
 _NONFINITE_MESSAGE = "The state became non-finite (NaN or inf): the flow diverged."
 _DIVERGED_MESSAGE = (
@@ -98,6 +102,9 @@ class FlowSolution(eqx.Module):
     pool: PoolStats | None = None
     # The system's `combine` (`_system`): factors -> the end-to-end object.
     combine: Callable[..., Array] = eqx.field(static=True, default=None)
+    # `solver="auto"`: which method ran over which interval (`_switching.SwitchRecord`,
+    # `.intervals(t_final)`); None for other solvers.
+    switching: "SwitchRecord | None" = None
 
     def __iter__(self):
         # `solution, stats = lf.solve_pool(...)`, the shape before `pool` was a field.

@@ -20,6 +20,7 @@ from ._events import stop_event, stop_flags
 from ._flat import FlatSystem, flat
 from ._options import SolveOptions, check_output, prepare, warn_dense_memory
 from ._result import FlowSolution, SolverStats, all_finite
+from ._switching import auto_solver, switch_record
 from ._system import AbstractFlowSystem
 
 
@@ -78,12 +79,16 @@ def _solve(
     start = jnp.isfinite(initial_loss)
     t1, ts = jnp.where(start, t1, t0), jnp.where(start, ts, t0)
     system, y0 = flat(system, y0)  # the solver steps one vector (`_flat`)
+    auto = isinstance(solver, str)  # "auto", checked by `prepare`
+    if auto:
+        solver = auto_solver(y0.size, rtol, atol)
     stepsize_controller = controller(solver, stepsize_controller, rtol, atol)
     event = stop_event(system, loss_threshold, steady_state, rtol, atol)
     saveat = diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)],
         dense=dense,
         controller_state=True,
+        solver_state=auto,
     )
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(system.vector_field),
@@ -119,6 +124,7 @@ def _solve(
         diverged=diverged_flag(stepsize_controller, sol.controller_state),
         stop_modes=(loss_threshold is not None, steady_state),
         solution=sol if dense else None,
+        switching=switch_record(t0, sol.solver_state) if auto else None,
     )
     return solution, initial_loss
 
@@ -126,7 +132,7 @@ def _solve(
 def assemble(
     system, solver, *, ts, t0, y0, saved_ys, written, t_final, y_final, result,
     stopped, num_steps, num_accepted_steps, at_rest=False, solution=None,
-    diverged=False, stop_modes=(False, False), num_starts=1,
+    diverged=False, stop_modes=(False, False), num_starts=1, switching=None,
 ) -> FlowSolution:
     """A `FlowSolution` from what a solve wrote: states at `ts` (rows with
     `written == False` were never reached) and the final state.
@@ -195,6 +201,7 @@ def assemble(
         depth=system.depth,
         layout=system.layout if isinstance(system, FlatSystem) else None,
         combine=(system.system if isinstance(system, FlatSystem) else system).combine,
+        switching=switching,
     )
 
 

@@ -1,0 +1,273 @@
+"""`solver="auto"`: explicit steps while the flow is not stiff, implicit ones once the
+explicit steps are pinned at their stability limit, and back (in the spirit of LSODA's
+stiffness detection), as ONE diffrax solver built from two: `diffrax.Tsit5` and
+`diffrax.Kvaerno5`.
+
+Why: the Jacobian of a gradient flow `dy/dt = -grad phi(y)` is `-H`, `H` the Hessian
+of `phi`. An explicit Runge-Kutta step is stable only while `h lambda_max(H) <= 3.51`
+(Tsit5's stability interval on the negative real axis). Past a plateau the flow
+changes on scales far longer than `1 / lambda_max` (creeping towards a minimum, or
+along a manifold of minima, Proposition 5's norms running off to infinity), and an
+explicit solver pays `lambda_max t / 3.5` steps for a time `t`: stiffness. An implicit
+step (Kvaerno5, L-stable) has no such limit: its size follows the solution's own time
+scale, which for these flows grows in proportion to `t` (a constant number of steps
+per decade of `t`).
+
+Detection, per accepted step: a warm-started power iteration on the Jacobian `df/dy`
+(one Jacobian-vector product at the step's end, every step in implicit mode and every
+`probe_every`-th in explicit mode) estimates `rho = |lambda|_max`; in explicit mode the
+free estimate of Hairer & Wanner (*Solving ODEs II*, IV.2) joins it: Tsit5's stages 6
+and 7 are both taken at `t + h`, so `||k_7 - k_6|| / ||y_7 - y_6||` (`k` the stage
+increments `h f`) estimates `h |lambda|` for the eigenvalue that dominates that
+difference (it underestimates while a slow mode still dominates, hence the power
+iteration). The solver switches to implicit after `patience` accepted steps in a row
+with `h rho >= to_implicit` (near the limit: the steps are stability-bound), and back
+after `patience` steps with `h rho < to_explicit` (explicit steps of the same size
+would be stable with room to spare, at a fraction of an implicit step's cost).
+
+The implicit steps solve their stage equations by Newton's method (`optimistix.Newton`)
+with a dense LU of the Jacobian for small states and matrix-free GMRES (lineax,
+Jacobian-vector products only) above `dense_max` entries: `I - gamma h J` is never
+formed there ([`implicit_solver`][]).
+
+Under `jax.vmap` a `lax.cond` runs both branches (every member pays for both kinds of
+step); `solve_batch`'s sequential strategy keeps it a real branch.
+"""
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import numpy as np
+import optimistix as optx
+from jaxtyping import Array, Bool, Float, Int, PyTree
+
+# Tsit5's real stability boundary: |R(z)| <= 1 on [-3.5068, 0] (R its stability
+# polynomial; tests/test_switching.py recomputes it from the tableau).
+TSIT5_STABILITY = 3.5068
+# How many switch times a solve records (later switches are counted, not timed).
+MAX_SWITCHES = 32
+# States up to this many entries get a dense LU in the implicit steps; GMRES above.
+DENSE_MAX = 512
+
+
+def _stage_difference_weights() -> np.ndarray:
+    """`w` with `y_7 - y_6 = sum_j w_j k_j` for Tsit5 (stage 7 is `y_1`: FSAL)."""
+    tableau = diffrax.Tsit5.tableau
+    b = np.asarray(tableau.b_sol, dtype=np.float64)
+    a6 = np.zeros_like(b)
+    a6[: len(tableau.a_lower[-2])] = tableau.a_lower[-2]
+    return b - a6
+
+
+_WEIGHTS = _stage_difference_weights()
+
+
+def _norm(tree) -> Float[Array, ""]:
+    return jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(tree)))
+
+
+def explicit_stiffness(k: PyTree[Array]) -> Float[Array, ""]:
+    """`h rho` from one Tsit5 step's stage increments `k` (leading axis: the 7
+    stages): `||k_7 - k_6|| / ||y_7 - y_6||`, both stages at `t + h`."""
+    top = _norm(jax.tree_util.tree_map(lambda x: x[6] - x[5], k))
+    w = jnp.asarray(_WEIGHTS)
+    diff = jax.tree_util.tree_map(lambda x: jnp.tensordot(w.astype(x.dtype), x, 1), k)
+    bottom = _norm(diff)
+    return jnp.where(bottom > 0, top / jnp.where(bottom > 0, bottom, 1.0), 0.0)
+
+
+def implicit_solver(size: int, rtol, atol, dense_max: int = DENSE_MAX) -> diffrax.Kvaerno5:
+    """Kvaerno5 whose stage equations are solved by `optimistix.Newton` at 1/10 of the
+    step tolerances (floored at 1e-13 relative: float64 resolves no finer), with a
+    dense LU for states of at most `dense_max` entries and matrix-free GMRES (lineax)
+    above: the matrix `I - gamma h J` (30,000^2 entries for a depth-3 network at
+    d = 100) is never formed, only Jacobian-vector products."""
+    if size <= dense_max:
+        linear = lx.AutoLinearSolver(well_posed=None)
+    else:
+        linear = lx.GMRES(rtol=1e-10, atol=1e-14, restart=40, stagnation_iters=40,
+                          max_steps=400)
+    newton = optx.Newton(rtol=jnp.maximum(0.1 * rtol, 1e-13), atol=0.1 * atol,
+                         linear_solver=linear)
+    return diffrax.Kvaerno5(root_finder=newton)
+
+
+class _SwitchState(eqx.Module):
+    inner: Any  # the FSAL state both solvers share: (first step, f(y0))
+    implicit: Bool[Array, ""]
+    streak: Int[Array, ""]
+    direction: PyTree[Array]  # the power iteration's vector
+    rho: Float[Array, ""]  # its latest estimate of |lambda|_max
+    num_steps: Int[Array, ""]  # accepted
+    num_implicit_steps: Int[Array, ""]
+    num_switches: Int[Array, ""]
+    switch_times: Float[Array, " MAX_SWITCHES"]
+
+
+class _SwitchingInterpolation(diffrax.AbstractLocalInterpolation):
+    """Tsit5's interpolation over explicit steps, Kvaerno5's over implicit ones."""
+
+    t0: Float[Array, ""]
+    t1: Float[Array, ""]
+    y0: PyTree[Array]
+    y1: PyTree[Array]
+    k: PyTree[Array]
+    implicit: Bool[Array, ""]
+
+    def evaluate(self, t0, t1=None, left: bool = True):
+        parts = dict(t0=self.t0, t1=self.t1, y0=self.y0, y1=self.y1, k=self.k)
+        explicit = diffrax.Tsit5.interpolation_cls(**parts).evaluate(t0, t1, left)
+        implicit = diffrax.Kvaerno5.interpolation_cls(**parts).evaluate(t0, t1, left)
+        return jax.tree_util.tree_map(
+            lambda e, i: jnp.where(self.implicit, i, e), explicit, implicit
+        )
+
+
+class Switching(diffrax.AbstractAdaptiveSolver):
+    """Tsit5 and an implicit Kvaerno5 ([`implicit_solver`][]), switched on the
+    stiffness estimate of the module docstring. Both are 5th-order FSAL Runge-Kutta
+    methods with 7 stages and the same solver state, so a switch costs nothing."""
+
+    implicit_solver: diffrax.Kvaerno5
+    to_implicit: float = 0.5 * TSIT5_STABILITY
+    to_explicit: float = 0.3 * TSIT5_STABILITY
+    patience: int = 15
+    probe_every: int = 4
+
+    term_structure: ClassVar = diffrax.AbstractTerm
+    interpolation_cls: ClassVar[Callable[..., _SwitchingInterpolation]] = (
+        _SwitchingInterpolation
+    )
+
+    @property
+    def explicit_solver(self) -> diffrax.Tsit5:
+        return diffrax.Tsit5()
+
+    def order(self, terms):
+        return 5
+
+    def error_order(self, terms):
+        return self.explicit_solver.error_order(terms)
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+    def init(self, terms, t0, t1, y0, args) -> _SwitchState:
+        inner = self.explicit_solver.init(terms, t0, t1, y0, args)
+        leaves = jax.tree_util.tree_leaves(y0)
+        dtype = leaves[0].dtype
+        keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
+        treedef = jax.tree_util.tree_structure(y0)
+        direction = jax.tree_util.tree_unflatten(
+            treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+        )
+        direction = jax.tree_util.tree_map(lambda x: x / _norm(direction), direction)
+        zero = jnp.asarray(0, jnp.int32)
+        return _SwitchState(
+            inner=inner, implicit=jnp.asarray(False), streak=zero, direction=direction,
+            rho=jnp.zeros((), dtype), num_steps=zero, num_implicit_steps=zero,
+            num_switches=zero, switch_times=jnp.full((MAX_SWITCHES,), jnp.nan, dtype),
+        )
+
+    def step(self, terms, t0, t1, y0, args, solver_state: _SwitchState, made_jump):
+        state = solver_state
+        h = jnp.abs(t1 - t0)
+
+        def explicit(_):
+            out = self.explicit_solver.step(terms, t0, t1, y0, args, state.inner, made_jump)
+            return out, explicit_stiffness(out[2]["k"])
+
+        def implicit(_):
+            out = self.implicit_solver.step(terms, t0, t1, y0, args, state.inner, made_jump)
+            return out, jnp.zeros((), h.dtype)
+
+        (y1, err, info, inner, result), h_rho_stages = jax.lax.cond(
+            state.implicit, implicit, explicit, None
+        )
+        probe = state.implicit | (state.num_steps % self.probe_every == 0)
+        direction, rho = jax.lax.cond(
+            probe,
+            lambda: self._power_step(terms, t1, y1, args, state),
+            lambda: (state.direction, state.rho),
+        )
+        h_rho = jnp.maximum(h * rho, h_rho_stages)
+        vote = jnp.where(state.implicit, h_rho < self.to_explicit, h_rho >= self.to_implicit)
+        streak = jnp.where(vote, state.streak + 1, 0)
+        switch = streak >= self.patience
+        slot = jnp.minimum(state.num_switches, MAX_SWITCHES - 1)
+        record = switch & (state.num_switches < MAX_SWITCHES)
+        one = lambda flag: flag.astype(jnp.int32)
+        new_state = _SwitchState(
+            inner=inner,
+            implicit=state.implicit ^ switch,
+            streak=jnp.where(switch, 0, streak),
+            direction=direction,
+            rho=rho,
+            num_steps=state.num_steps + 1,
+            num_implicit_steps=state.num_implicit_steps + one(state.implicit),
+            num_switches=state.num_switches + one(switch),
+            switch_times=state.switch_times.at[slot].set(
+                jnp.where(record, t1, state.switch_times[slot])
+            ),
+        )
+        dense_info = dict(info, implicit=state.implicit)
+        return y1, err, dense_info, new_state, result
+
+    @staticmethod
+    def _power_step(terms, t, y, args, state: _SwitchState):
+        """One power-iteration step on `df/dy` at `y`: the new unit vector and
+        `||J v||`, an estimate of `|lambda|_max` (kept where `J v` is zero or not
+        finite)."""
+        _, jv = jax.jvp(lambda x: terms.vf(t, x, args), (y,), (state.direction,))
+        rho = _norm(jv)
+        ok = jnp.isfinite(rho) & (rho > 0)
+        safe = jnp.where(ok, rho, 1.0)
+        direction = jax.tree_util.tree_map(
+            lambda v, old: jnp.where(ok, v / safe, old), jv, state.direction
+        )
+        return direction, jnp.where(ok, rho, state.rho)
+
+
+def auto_solver(size: int, rtol, atol) -> Switching:
+    """The solver of `solver="auto"` for a state of `size` entries."""
+    return Switching(implicit_solver(size, rtol, atol))
+
+
+class SwitchRecord(eqx.Module):
+    """Which method ran when, in a `solver="auto"` solve (`FlowSolution.switching`).
+
+    The solve starts explicit (Tsit5) at `t0` and changes method at each of the first
+    `num_switches` entries of `switch_times` (NaN beyond; at most `MAX_SWITCHES` are
+    timed, all are counted). Steps are accepted ones."""
+
+    t0: Float[Array, ""]
+    switch_times: Float[Array, " MAX_SWITCHES"]
+    num_switches: Int[Array, ""]
+    num_implicit_steps: Int[Array, ""]
+    num_explicit_steps: Int[Array, ""]
+
+    def intervals(self, t_final) -> list[tuple[str, float, float]]:
+        """`[(method, start, end), ...]` for ONE solve (no batch axis), ending at
+        `t_final` (the solution's): `method` is "explicit" or "implicit"."""
+        if np.ndim(self.num_switches) != 0:
+            raise ValueError("`intervals` reads one solve; index a batch first, e.g. "
+                             "jax.tree_util.tree_map(lambda x: x[i], sol.switching)")
+        n = min(int(self.num_switches), MAX_SWITCHES)
+        edges = [float(self.t0), *np.asarray(self.switch_times)[:n].tolist(),
+                 float(t_final)]
+        names = ("explicit", "implicit")
+        return [(names[i % 2], a, b) for i, (a, b) in enumerate(zip(edges, edges[1:]))]
+
+
+def switch_record(t0, state: _SwitchState) -> SwitchRecord:
+    """The record of a finished solve from its final solver state."""
+    return SwitchRecord(
+        t0=jnp.asarray(t0), switch_times=state.switch_times,
+        num_switches=state.num_switches, num_implicit_steps=state.num_implicit_steps,
+        num_explicit_steps=state.num_steps - state.num_implicit_steps,
+    )
