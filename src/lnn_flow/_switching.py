@@ -51,8 +51,10 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 TSIT5_STABILITY = 3.5068
 # How many switch times a solve records (later switches are counted, not timed).
 MAX_SWITCHES = 32
-# States up to this many entries get a dense LU in the implicit steps; GMRES above.
-DENSE_MAX = 512
+# States up to this many entries get a dense LU in the implicit steps; GMRES above
+# (benchmarks/stiff_tails.py --cases root_finders: at 300 entries GMRES was already
+# the faster, a dense Jacobian costing one JVP per entry per Newton iteration).
+DENSE_MAX = 64
 
 
 def _stage_difference_weights() -> np.ndarray:

@@ -1,0 +1,188 @@
+"""Stiff and slow tails: `solver="auto"` against Tsit5 (and Kvaerno5 with diffrax's
+default root finder) on the cases of Section 4 whose numbers live at the end of the flow.
+
+Cases (each printed as a table: steps, wall time of a warm run, and what was reached):
+
+- `prop5`: Proposition 5 (2x2, W0 = 0.5 I, balanced factors, depth 3 and 4), rtol 1e-10,
+  atol 1e-12, stop at loss 1e-8: success, det W (Lemma 2: keeps its sign), ||W|| against
+  the proposition's lower bound.
+- `completion`: matrix completion of a d x d rank-r truth from m entries, depth 3,
+  balanced init of norm 1e-3, stop at a loss reduction of 1e-10 (default 30x30, r 3,
+  m 300; `--full`: 100x100, r 5, m 2000, the problem of Figure 2): error to the truth
+  for both solvers and the distance between their end points, relative to its norm.
+- `horizon`: matrix sensing 10x10 rank 2 (80 measurements), depth 3, init 1e-3: `T` is
+  the time the loss falls by 1e-8; steps to `T` and to `20 T` with each solver.
+- `root_finders`: the implicit steps' stage equations solved by Newton with a dense LU,
+  by a chord method (one Jacobian per root find), by diffrax's VeryChord (one per
+  step), and by Newton with matrix-free GMRES, on `horizon` to 20 T (300 states) and on
+  Proposition 5 at depth 3 (8 states): the measurement behind
+  `lnn_flow._switching.DENSE_MAX`.
+
+Wall times are warm (the compiled solve reused; times and tolerances are traced) and
+timed once: long runs on shared cores are noisy, so read the steps first.
+
+    python benchmarks/stiff_tails.py [--cases prop5 completion horizon root_finders]
+                                     [--full]
+"""
+
+import argparse
+import time
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import numpy as np
+import optimistix as optx
+
+import lnn_flow as lf
+from lnn_flow._switching import Switching
+
+MAX_STEPS = 2**20
+
+
+COMPILE = {}
+
+
+def warm(run):
+    """`(result, seconds)` of the second call of `run`; the first call's extra time
+    (compilation, mostly) is kept in `COMPILE["last"]` for `_row` to print."""
+    start = time.perf_counter()
+    jax.block_until_ready(run())
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    out = jax.block_until_ready(run())
+    seconds = time.perf_counter() - start
+    COMPILE["last"] = first - seconds
+    return out, seconds
+
+
+def _row(name, sol, seconds, **extra):
+    """One solve: `success` (reached t1 or its stop on a finite state), `stopped` (the
+    loss threshold was reached; "-" without one), steps, warm wall time, where it
+    ended, and for `solver="auto"` which method ran when."""
+    steps = int(sol.stats.num_steps)
+    where = ""
+    if sol.switching is not None:
+        intervals = sol.switching.intervals(sol.t_final)
+        where = " ".join(f"{m[0]}[{a:.3g},{b:.3g}]" for m, a, b in intervals)
+        where = (f"  {int(sol.switching.num_explicit_steps)} explicit + "
+                 f"{int(sol.switching.num_implicit_steps)} implicit accepted: {where}")
+    stop = extra.pop("stop", True)
+    stopped = str(bool(sol.stopped)) if stop else "-"
+    cols = " ".join(f"{k} {v}" for k, v in extra.items())
+    print(f"  {name:<22} success {bool(sol.success)!s:<5} stopped {stopped:<5} "
+          f"steps {steps:>8} wall {seconds:8.2f}s (first call +{COMPILE['last']:.1f}s) "
+          f"loss {float(sol.loss_final):.3e} "
+          f"t {float(sol.t_final):.3e} {cols}{where}", flush=True)
+
+
+def prop5(args):
+    print("Proposition 5, 2x2, W0 = 0.5 I, rtol 1e-10, atol 1e-12, stop at loss 1e-8")
+    loss = lf.theory.proposition5_loss()
+    for depth in (3, 4):
+        ws0 = lf.init.from_end_to_end(0.5 * jnp.eye(2), (2,) * (depth + 1),
+                                      key=jax.random.PRNGKey(0))
+        print(f" depth {depth}")
+        for name, solver in (("Tsit5", None), ("Kvaerno5 (VeryChord)", diffrax.Kvaerno5()),
+                             ("auto", "auto")):
+            sol, seconds = warm(lambda: lf.factor_flow(
+                loss, ws0, 1e12, solver=solver, rtol=1e-10, atol=1e-12,
+                loss_threshold=1e-8, max_steps=MAX_STEPS))
+            W = sol.end_to_end_final
+            norm, det = float(jnp.linalg.norm(W)), float(jnp.linalg.det(W))
+            bound = float(lf.theory.proposition5_norm_bound(sol.loss_final[None])[0])
+            _row(name, sol, seconds, det=f"{det:.3e}",
+                 bound=f"{'holds' if norm >= bound else 'FAILS'}(|W| {norm:.4g} >= {bound:.4g})")
+
+
+def completion(args):
+    d, r, m = (100, 5, 2000) if args.full else (30, 3, 300)
+    print(f"Completion {d}x{d} rank {r}, {m} entries, depth 3, init 1e-3, loss reduced "
+          "1e-10, rtol 1e-8")
+    loss, truth = lf.problems.random_matrix_completion(jax.random.PRNGKey(0), (d, d), r, m)
+    ws0 = lf.init.balanced(jax.random.PRNGKey(1), (d,) * 4, 1e-3)
+    threshold = 1e-10 * float(loss(lf.end_to_end(ws0)))
+    finals = {}
+    for name, solver in (("Tsit5", None), ("auto", "auto")):
+        sol, seconds = warm(lambda: lf.factor_flow(
+            loss, ws0, 1e12, solver=solver, rtol=1e-8, loss_threshold=threshold,
+            max_steps=MAX_STEPS))
+        finals[name] = sol.end_to_end_final
+        error = float(jnp.linalg.norm(sol.end_to_end_final - truth) / jnp.linalg.norm(truth))
+        _row(name, sol, seconds, error=f"{error:.6g}")
+    gap = float(jnp.linalg.norm(finals["auto"] - finals["Tsit5"])
+                / jnp.linalg.norm(finals["Tsit5"]))
+    print(f"  ||W_auto - W_Tsit5|| / ||W_Tsit5|| = {gap:.3e}")
+
+
+def horizon(args):
+    print("Long horizon: sensing 10x10 rank 2, 80 measurements, depth 3, init 1e-3, "
+          "rtol 1e-8; T = time of a 1e-8 loss reduction")
+    loss, _ = lf.problems.random_matrix_sensing(jax.random.PRNGKey(10), (10, 10), 2, 80)
+    ws0 = lf.init.balanced(jax.random.PRNGKey(11), (10,) * 4, 1e-3)
+    threshold = 1e-8 * float(loss(lf.end_to_end(ws0)))
+    first = lf.factor_flow(loss, ws0, 1e9, loss_threshold=threshold, max_steps=MAX_STEPS)
+    T = float(first.t_final)
+    print(f"  T = {T:.4g} (Tsit5, {int(first.stats.num_steps)} steps)")
+    for name, solver in (("Tsit5", None), ("auto", "auto")):
+        steps = {}
+        for mult in (1, 20):
+            sol, seconds = warm(lambda: lf.factor_flow(
+                loss, ws0, mult * T, solver=solver, max_steps=MAX_STEPS))
+            steps[mult] = int(sol.stats.num_steps)
+            _row(f"{name} to {mult}T", sol, seconds, stop=False)
+        print(f"  {name}: steps(20T) / steps(T) = {steps[20] / steps[1]:.2f}")
+
+
+def _root_finders(rtol, atol):
+    r, a = 0.1 * rtol, 0.1 * atol
+    dense = lx.AutoLinearSolver(well_posed=None)
+    gmres = lx.GMRES(rtol=1e-10, atol=1e-14, restart=40, stagnation_iters=40, max_steps=400)
+    return {
+        "Newton, dense LU": optx.Newton(rtol=r, atol=a, linear_solver=dense),
+        "chord, dense LU": optx.Chord(rtol=r, atol=a, linear_solver=dense),
+        "VeryChord, dense LU": diffrax.VeryChord(rtol=r, atol=a, linear_solver=dense),
+        "Newton, GMRES": optx.Newton(rtol=r, atol=a, linear_solver=gmres),
+    }
+
+
+def root_finders(args):
+    print("Implicit stage solves inside solver='auto' (Newton tolerances rtol/10, atol/10)")
+    loss, _ = lf.problems.random_matrix_sensing(jax.random.PRNGKey(10), (10, 10), 2, 80)
+    ws0 = lf.init.balanced(jax.random.PRNGKey(11), (10,) * 4, 1e-3)
+    threshold = 1e-8 * float(loss(lf.end_to_end(ws0)))
+    T = float(lf.factor_flow(loss, ws0, 1e9, loss_threshold=threshold,
+                             max_steps=MAX_STEPS).t_final)
+    print(f" horizon problem (300 states) to 20 T = {20 * T:.4g}, rtol 1e-8")
+    for name, finder in _root_finders(1e-8, 1e-10).items():
+        solver = Switching(diffrax.Kvaerno5(root_finder=finder))
+        sol, seconds = warm(lambda: lf.factor_flow(loss, ws0, 20 * T, solver=solver,
+                                                   max_steps=2**16))
+        _row(name, sol, seconds, stop=False)
+    print(" Proposition 5, depth 3 (8 states), rtol 1e-10, stop at loss 1e-8")
+    ws0 = lf.init.from_end_to_end(0.5 * jnp.eye(2), (2,) * 4, key=jax.random.PRNGKey(0))
+    for name, finder in _root_finders(1e-10, 1e-12).items():
+        solver = Switching(diffrax.Kvaerno5(root_finder=finder))
+        sol, seconds = warm(lambda: lf.factor_flow(
+            lf.theory.proposition5_loss(), ws0, 1e12, solver=solver, rtol=1e-10,
+            atol=1e-12, loss_threshold=1e-8, max_steps=2**17))
+        _row(name, sol, seconds, det=f"{float(jnp.linalg.det(sol.end_to_end_final)):.4e}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cases = {"prop5": prop5, "completion": completion, "horizon": horizon,
+             "root_finders": root_finders}
+    parser.add_argument("--cases", nargs="+", default=list(cases), choices=list(cases))
+    parser.add_argument("--full", action="store_true",
+                        help="completion at 100x100, rank 5, 2000 entries (minutes)")
+    args = parser.parse_args()
+    print(f"backend: {jax.default_backend()}, jax {jax.__version__}, "
+          f"diffrax {diffrax.__version__}, numpy {np.__version__}")
+    for case in args.cases:
+        cases[case](args)
+
+
+if __name__ == "__main__":
+    main()
