@@ -248,3 +248,26 @@ def test_tensor_summary_and_printed_table_carry_the_tensor_columns(run):
     assert len(row["component_norms_final"]["median"]) == TENSOR_FIXED["components"]
     from lnn_flow._sweep import format_summary
     assert "tensor rank" in format_summary([row], [])
+
+
+def test_solver_auto_in_a_sweep_records_its_implicit_steps(tmp_path):
+    """`solver = "auto"` in a study: the groups keep how many accepted steps were
+    implicit and how often each seed switched (here a short non-stiff flow: none)."""
+    study = {"name": "auto", "problem": "matrix_sensing", "method": "factor",
+             "seeds": SEEDS, "fixed": FIXED | {"solver": "auto"}}
+    path = tmp_path / "auto.json"
+    path.write_text(json.dumps(study))
+    (g,) = lf.run_sweep(path, tmp_path / "out", progress=False)
+    assert g["success"].all() and g.config["solver"] == "auto"
+    np.testing.assert_array_equal(g["num_switches"], [0, 0])
+    np.testing.assert_array_equal(g["num_implicit_steps"], [0, 0])
+    plain = lf.run_sweep(_written(tmp_path, "factor"), tmp_path / "plain", progress=False)
+    np.testing.assert_allclose(g["end_to_end"], plain[0]["end_to_end"], rtol=0, atol=1e-14)
+
+
+def _written(tmp_path, method):
+    study = {"name": "plain", "problem": "matrix_sensing", "method": method,
+             "seeds": SEEDS, "fixed": FIXED}
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps(study))
+    return path

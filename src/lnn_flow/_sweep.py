@@ -142,7 +142,8 @@ def solve_group(
         )
     else:
         options = dict(
-            solver=getattr(diffrax, config["solver"])(),
+            solver="auto" if config["solver"] == "auto" else getattr(
+                diffrax, config["solver"])(),
             rtol=config["rtol"],
             max_steps=config["max_steps"],
             loss_threshold=config["loss_threshold"],
@@ -178,6 +179,9 @@ def solve_group(
         "message": np.asarray(sol.message, dtype=str),
         "num_steps": sol.stats.num_steps,
     }
+    if sol.switching is not None:  # solver "auto"
+        arrays["num_implicit_steps"] = sol.switching.num_implicit_steps
+        arrays["num_switches"] = sol.switching.num_switches
     if family(study.method) == "tensor":
         arrays.update(_tensor_arrays(sol, ws0, config["rank_cutoff"]))
         return {k: np.asarray(v) for k, v in arrays.items()}

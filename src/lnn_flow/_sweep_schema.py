@@ -78,7 +78,10 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "t1": Parameter(float, 60.0, "positive", static=False),
     "num_saves": Parameter(int, 21, "at_least_2", help="saves at linspace(0, t1)"),
-    "solver": Parameter(str, "Tsit5", help="a diffrax solver class name"),
+    "solver": Parameter(
+        str, "Tsit5", help="a diffrax solver class name, or 'auto' (Tsit5 switching to "
+        "an implicit Kvaerno5 where the flow is stiff: lnn_flow._switching)"
+    ),
     "rtol": Parameter(float, 1e-8, "non_negative", static=False),
     "atol": Parameter(
         float, None, "non_negative", static=False,
@@ -272,19 +275,24 @@ def _complete(config: dict[str, Any], study: Study) -> dict[str, Any]:
     """Fill derived values and check the combination as a whole."""
     if config["init"] not in INITS:
         raise ValueError(f"`init` must be one of {list(INITS)}; got {config['init']!r}")
-    solver = getattr(diffrax, config["solver"], None)
+    if config["solver"] != "auto":
+        _check_solver(config["solver"])
+    if family(study.method) == "tensor":
+        return _complete_tensor(config, study)
+    return _complete_matrix(config, study)
+
+
+def _check_solver(name: str) -> None:
+    solver = getattr(diffrax, name, None)
     if not (isinstance(solver, type) and issubclass(solver, diffrax.AbstractAdaptiveSolver)):
         raise ValueError(
-            "`solver` must name an adaptive diffrax solver (with an error estimate, "
-            f"e.g. Tsit5, Dopri5, Dopri8, Kvaerno5); got {config['solver']!r}"
+            "`solver` must be 'auto' or name an adaptive diffrax solver (with an error "
+            f"estimate, e.g. Tsit5, Dopri5, Dopri8, Kvaerno5); got {name!r}"
         )
     try:
         solver()
     except TypeError as err:  # abstract classes cannot be instantiated
-        raise ValueError(f"`solver` {config['solver']!r} cannot be instantiated: {err}")
-    if family(study.method) == "tensor":
-        return _complete_tensor(config, study)
-    return _complete_matrix(config, study)
+        raise ValueError(f"`solver` {name!r} cannot be instantiated: {err}")
 
 
 def _complete_matrix(config: dict[str, Any], study: Study) -> dict[str, Any]:
