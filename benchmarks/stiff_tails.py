@@ -46,10 +46,14 @@ COMPILE = {}
 
 def warm(run):
     """`(result, seconds)` of the second call of `run`; the first call's extra time
-    (compilation, mostly) is kept in `COMPILE["last"]` for `_row` to print."""
+    (compilation, mostly) is kept in `COMPILE["last"]` for `_row` to print. With
+    `COMPILE["once"]` (`--full`), the first call only, compilation included."""
     start = time.perf_counter()
-    jax.block_until_ready(run())
+    out = jax.block_until_ready(run())
     first = time.perf_counter() - start
+    if COMPILE.get("once"):
+        COMPILE["last"] = float("nan")
+        return out, first
     start = time.perf_counter()
     out = jax.block_until_ready(run())
     seconds = time.perf_counter() - start
@@ -178,6 +182,7 @@ def main():
     parser.add_argument("--full", action="store_true",
                         help="completion at 100x100, rank 5, 2000 entries (minutes)")
     args = parser.parse_args()
+    COMPILE["once"] = args.full
     print(f"backend: {jax.default_backend()}, jax {jax.__version__}, "
           f"diffrax {diffrax.__version__}, numpy {np.__version__}")
     for case in args.cases:
