@@ -5,7 +5,8 @@ Cases (each printed as a table: steps, wall time of a warm run, and what was rea
 
 - `prop5`: Proposition 5 (2x2, W0 = 0.5 I, balanced factors, depth 3 and 4), rtol 1e-10,
   atol 1e-12, stop at loss 1e-8: success, det W (Lemma 2: keeps its sign), ||W|| against
-  the proposition's lower bound.
+  the proposition's lower bound; and `solver="auto"`'s steps per decade of `t` (solves
+  to t = 1, 10, ..., 1e9: the implicit steps grow in proportion to `t`).
 - `completion`: matrix completion of a d x d rank-r truth from m entries, depth 3,
   balanced init of norm 1e-3, stop at a loss reduction of 1e-10 (default 30x30, r 3,
   m 300; `--full`: 100x100, r 5, m 2000, the problem of Figure 2): error to the truth
@@ -98,6 +99,12 @@ def prop5(args):
             bound = float(lf.theory.proposition5_norm_bound(sol.loss_final[None])[0])
             _row(name, sol, seconds, det=f"{det:.3e}",
                  bound=f"{'holds' if norm >= bound else 'FAILS'}(|W| {norm:.4g} >= {bound:.4g})")
+        steps = [int(lf.factor_flow(loss, ws0, 10.0**k, solver="auto", rtol=1e-10,
+                                    atol=1e-12, max_steps=MAX_STEPS).stats.num_steps)
+                 for k in range(0, 10)]
+        per_decade = np.diff([0, *steps])
+        print("  auto, steps per decade of t (t < 1, then [1e0, 1e1), ... [1e8, 1e9)): "
+              + " ".join(str(int(n)) for n in per_decade))
 
 
 def completion(args):

@@ -188,3 +188,21 @@ def test_auto_refuses_a_controller_and_the_pool():
     inits = jax.tree_util.tree_map(lambda w: w[None], ws0)
     with pytest.raises(ValueError, match="not solve_pool"):
         lf.solve_pool("factor", loss, inits, 1.0, solver="auto")
+
+
+@pytest.mark.slow
+def test_auto_on_the_end_to_end_flow_lands_where_the_factor_flow_does(stiff_completion,
+                                                                      auto):
+    """Theorem 1 with implicit steps: the end-to-end flow's Jacobian (its eigh has a
+    Daleckii-Krein derivative rule, finite at repeated singular values) drives the
+    Newton solves; it switches, and stops at the factor flow's end point to twice
+    conftest's rule at the two solves' steps."""
+    loss, ws0, threshold, ts = stiff_completion
+    e2e = lf.end_to_end_flow(loss, lf.end_to_end(ws0), 3, 1e6, ts, solver="auto",
+                             rtol=1e-8, atol=1e-10, loss_threshold=threshold,
+                             max_steps=2**18)
+    assert bool(e2e.success & e2e.stopped) and int(e2e.switching.num_switches) >= 1
+    steps = int(e2e.stats.num_steps) + int(auto.stats.num_steps)
+    tol = 2 * trajectory_tolerance(steps, float(jnp.abs(auto.end_to_end_final).max()),
+                                   1e-8, 1e-10)
+    assert float(jnp.abs(e2e.end_to_end_final - auto.end_to_end_final).max()) <= tol
