@@ -97,8 +97,9 @@ def prop5(args):
             W = sol.end_to_end_final
             norm, det = float(jnp.linalg.norm(W)), float(jnp.linalg.det(W))
             bound = float(lf.theory.proposition5_norm_bound(sol.loss_final[None])[0])
+            holds = "holds" if norm >= bound else "FAILS"
             _row(name, sol, seconds, det=f"{det:.3e}",
-                 bound=f"{'holds' if norm >= bound else 'FAILS'}(|W| {norm:.4g} >= {bound:.4g})")
+                 bound=f"{holds}(|W| {norm:.4g} >= {bound:.4g})")
         steps = [int(lf.factor_flow(loss, ws0, 10.0**k, solver="auto", rtol=1e-10,
                                     atol=1e-12, max_steps=MAX_STEPS).stats.num_steps)
                  for k in range(0, 10)]
@@ -120,7 +121,8 @@ def completion(args):
             loss, ws0, 1e12, solver=solver, rtol=1e-8, loss_threshold=threshold,
             max_steps=MAX_STEPS))
         finals[name] = sol.end_to_end_final
-        error = float(jnp.linalg.norm(sol.end_to_end_final - truth) / jnp.linalg.norm(truth))
+        error = float(jnp.linalg.norm(sol.end_to_end_final - truth)
+                      / jnp.linalg.norm(truth))
         _row(name, sol, seconds, error=f"{error:.6g}")
     gap = float(jnp.linalg.norm(finals["auto"] - finals["Tsit5"])
                 / jnp.linalg.norm(finals["Tsit5"]))

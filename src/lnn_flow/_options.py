@@ -24,8 +24,8 @@ class SolveOptions:
     """The keywords every flow takes after its positional arguments.
 
     Defaults: `Tsit5` (`solver=None`; `solver="auto"` switches between Tsit5 and an
-    implicit Kvaerno5 on stiffness, [`lnn_flow._switching`][]), `rtol=1e-8`, `atol=None`: the system's own
-    default ([`lnn_flow._system.AbstractFlowSystem.default_atol`][]: 1e-10, scaled
+    implicit Kvaerno5 on stiffness, [`lnn_flow._switching`][]), `rtol=1e-8`,
+    `atol=None`: the system's own default ([`lnn_flow._system.AbstractFlowSystem.default_atol`][]: 1e-10, scaled
     from `W0` by the end-to-end flow), `max_steps=16_384`, no
     loss or rest stop, no dense output. Values are checked by [`prepare`][] and
     [`check_output`][], not here: a traced value may sit in any field.

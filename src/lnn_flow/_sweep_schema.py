@@ -54,7 +54,9 @@ PARAMETERS: dict[str, Parameter] = {
     "components": Parameter(
         int, 4, "positive", family="tensor", help="R, the CP factorization's components"
     ),
-    "rank": Parameter(int, 2, "positive", help="rank (tensor: CP rank) of the planted truth"),
+    "rank": Parameter(
+        int, 2, "positive", help="rank (tensor: CP rank) of the planted truth"
+    ),
     "truth_norms": Parameter(
         float, None, "positive", static=False, family="tensor", sequence="required",
         help="the truth's `rank` component norms (default: a Gaussian draw scaled to "
@@ -284,7 +286,9 @@ def _complete(config: dict[str, Any], study: Study) -> dict[str, Any]:
 
 def _check_solver(name: str) -> None:
     solver = getattr(diffrax, name, None)
-    if not (isinstance(solver, type) and issubclass(solver, diffrax.AbstractAdaptiveSolver)):
+    adaptive = isinstance(solver, type) and issubclass(
+        solver, diffrax.AbstractAdaptiveSolver)
+    if not adaptive:
         raise ValueError(
             "`solver` must be 'auto' or name an adaptive diffrax solver (with an error "
             f"estimate, e.g. Tsit5, Dopri5, Dopri8, Kvaerno5); got {name!r}"

@@ -198,7 +198,8 @@ class Switching(diffrax.AbstractAdaptiveSolver):
             lambda: (state.direction, state.rho),
         )
         h_rho = jnp.maximum(h * rho, h_rho_stages)
-        vote = jnp.where(state.implicit, h_rho < self.to_explicit, h_rho >= self.to_implicit)
+        vote = jnp.where(state.implicit, h_rho < self.to_explicit,
+                         h_rho >= self.to_implicit)
         streak = jnp.where(vote, state.streak + 1, 0)
         switch = streak >= self.patience
         slot = jnp.minimum(state.num_switches, MAX_SWITCHES - 1)
