@@ -13,16 +13,21 @@ Cases (each printed as a table: steps, wall time of a warm run, and what was rea
   for both solvers and the distance between their end points, relative to its norm.
 - `horizon`: matrix sensing 10x10 rank 2 (80 measurements), depth 3, init 1e-3: `T` is
   the time the loss falls by 1e-8; steps to `T` and to `20 T` with each solver.
-- `root_finders`: the implicit steps' stage equations solved by Newton with a dense LU,
-  by a chord method (one Jacobian per root find), by diffrax's VeryChord (one per
-  step), and by Newton with matrix-free GMRES, on `horizon` to 20 T (300 states) and on
-  Proposition 5 at depth 3 (8 states): the measurement behind
-  `lnn_flow._switching.DENSE_MAX`.
+- `batch`: `solve_batch` of 8 seeds with `solver="auto"` (6x6 completion, depth 3,
+  loss reduced 1e-9), vmapped (`chunk_size=None`) and one after another (`1`, what
+  `chunk_size="auto"` picks for it on CPU).
+- `root_finders`: the implicit steps' stage equations solved by Newton with a dense LU
+  (optimistix's residual stop, and Hairer & Wanner's contraction stop), by a chord
+  method (one Jacobian per root find), by diffrax's VeryChord (one per step), and by
+  Newton with matrix-free GMRES, on `horizon` to 20 T (300 states) and on
+  Proposition 5 at depth 3 (8 states; atol 1e-12 and 1e-14), each with the residual
+  floor of `solver="auto"` (`Switching._noise_floored`) and, last, the residual stop
+  without it: the measurements behind `lnn_flow._switching.implicit_solver`.
 
 Wall times are warm (the compiled solve reused; times and tolerances are traced) and
 timed once: long runs on shared cores are noisy, so read the steps first.
 
-    python benchmarks/stiff_tails.py [--cases prop5 completion horizon root_finders]
+    python benchmarks/stiff_tails.py [--cases prop5 completion horizon batch root_finders]
                                      [--full]
 """
 
@@ -148,12 +153,39 @@ def horizon(args):
         print(f"  {name}: steps(20T) / steps(T) = {steps[20] / steps[1]:.2f}")
 
 
+def batch(args):
+    print("solve_batch, 8 seeds, solver='auto': 6x6 completion (24 entries), depth 3, "
+          "init norm 0.3, loss reduced 1e-9, rtol 1e-8")
+    loss, _ = lf.problems.random_matrix_completion(jax.random.PRNGKey(3), (6, 6), 2, 24)
+    keys = jax.random.split(jax.random.PRNGKey(4), 8)
+    inits = jax.vmap(lambda k: lf.init.balanced(k, (6, 6, 6, 6), 0.3))(keys)
+    first = jax.tree_util.tree_map(lambda x: x[0], inits)
+    threshold = 1e-9 * float(loss(lf.end_to_end(first)))
+    seconds = {}
+    for chunk in (None, 1):
+        sol, seconds[chunk] = warm(lambda: lf.solve_batch(
+            "factor", loss, inits, 1e6, solver="auto", rtol=1e-8, atol=1e-10,
+            loss_threshold=threshold, max_steps=2**16, chunk_size=chunk))
+        print(f"  chunk_size={chunk!s:<5} wall {seconds[chunk]:.3f}s  all finished "
+              f"{bool((sol.success & sol.stopped).all())}  steps {sol.stats.num_steps}")
+    print(f"  vmapped / one after another: {seconds[None] / seconds[1]:.2f}")
+
+
+class _Unfloored(Switching):
+    """`solver="auto"`'s switching with the Newton residual bound left at atol/10."""
+
+    def _noise_floored(self, state, y):
+        return self.implicit_solver
+
+
 def _root_finders(rtol, atol):
     r, a = 0.1 * rtol, 0.1 * atol
     dense = lx.AutoLinearSolver(well_posed=None)
     gmres = lx.GMRES(rtol=1e-10, atol=1e-14, restart=40, stagnation_iters=40, max_steps=400)
     return {
         "Newton, dense LU": optx.Newton(rtol=r, atol=a, linear_solver=dense),
+        "Newton, contraction stop": optx.Newton(rtol=r, atol=a, linear_solver=dense,
+                                                cauchy_termination=False),
         "chord, dense LU": optx.Chord(rtol=r, atol=a, linear_solver=dense),
         "VeryChord, dense LU": diffrax.VeryChord(rtol=r, atol=a, linear_solver=dense),
         "Newton, GMRES": optx.Newton(rtol=r, atol=a, linear_solver=gmres),
@@ -173,20 +205,27 @@ def root_finders(args):
         sol, seconds = warm(lambda: lf.factor_flow(loss, ws0, 20 * T, solver=solver,
                                                    max_steps=2**16))
         _row(name, sol, seconds, stop=False)
-    print(" Proposition 5, depth 3 (8 states), rtol 1e-10, stop at loss 1e-8")
     ws0 = lf.init.from_end_to_end(0.5 * jnp.eye(2), (2,) * 4, key=jax.random.PRNGKey(0))
-    for name, finder in _root_finders(1e-10, 1e-12).items():
-        solver = Switching(diffrax.Kvaerno5(root_finder=finder))
-        sol, seconds = warm(lambda: lf.factor_flow(
-            lf.theory.proposition5_loss(), ws0, 1e12, solver=solver, rtol=1e-10,
-            atol=1e-12, loss_threshold=1e-8, max_steps=2**17))
-        _row(name, sol, seconds, det=f"{float(jnp.linalg.det(sol.end_to_end_final)):.4e}")
+    for atol in (1e-12, 1e-14):
+        print(f" Proposition 5, depth 3 (8 states), rtol 1e-10, atol {atol:g}, stop at "
+              "loss 1e-8")
+        finders = _root_finders(1e-10, atol)
+        unfloored = Switching(diffrax.Kvaerno5(root_finder=finders["Newton, dense LU"]))
+        solvers = {name: Switching(diffrax.Kvaerno5(root_finder=f))
+                   for name, f in finders.items()}
+        solvers["Newton, no floor"] = _Unfloored(unfloored.implicit_solver)
+        for name, solver in solvers.items():
+            sol, seconds = warm(lambda: lf.factor_flow(
+                lf.theory.proposition5_loss(), ws0, 1e12, solver=solver, rtol=1e-10,
+                atol=atol, loss_threshold=1e-8, max_steps=2**17))
+            det = float(jnp.linalg.det(sol.end_to_end_final))
+            _row(name, sol, seconds, det=f"{det:.4e}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cases = {"prop5": prop5, "completion": completion, "horizon": horizon,
-             "root_finders": root_finders}
+             "batch": batch, "root_finders": root_finders}
     parser.add_argument("--cases", nargs="+", default=list(cases), choices=list(cases))
     parser.add_argument("--full", action="store_true",
                         help="completion at 100x100, rank 5, 2000 entries (minutes)")

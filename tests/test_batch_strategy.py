@@ -122,3 +122,13 @@ def test_sequential_and_vmapped_batches_agree():
     alone = lf.factor_flow(loss, member(ws, 1), T1, ts)
     np.testing.assert_allclose(member(seq, 1).end_to_end, alone.end_to_end, rtol=0,
                                atol=1e-12)
+
+
+def test_solver_auto_batches_run_one_after_another_on_cpu():
+    """`solver="auto"` under vmap would run both its explicit and implicit steps for
+    every member (its `lax.cond` becomes a select): sequential even for small states,
+    which are otherwise vmapped (`benchmarks/stiff_tails.py --cases batch`)."""
+    loss, _ = sensing((3, 3), rank=1)
+    ws = inits(3, 4)
+    assert choose("factor", loss, ws, (T1,), {}, 4, CPU) is None
+    assert choose("factor", loss, ws, (T1,), {"solver": "auto"}, 4, CPU) == 1

@@ -26,7 +26,8 @@ was the cheaper one, a few tens of microseconds each); where one evaluation take
 hundreds of microseconds or more the field is the solve's cost and a smaller gain pays
 (sensing at d = 50 and 100, whose measurement tensor a batched field reads once). States of fewer than [`SMALL_STATE`][] entries are
 vmapped without measuring (per-op overhead dominates there, where both ways tie in
-`benchmarks/throughput.py`); a single seed per device is solved unbatched. The
+`benchmarks/throughput.py`); a single seed per device is solved unbatched, and so is
+every seed of a `solver="auto"` batch. The
 decision is cached for the process by method, shapes and device kind.
 """
 
@@ -77,6 +78,11 @@ def choose(method, loss, init, args, kwargs, size: int, devices) -> int | None:
         or any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(init))
     ):
         return vmapped
+    if kwargs.get("solver") == "auto":
+        # Under vmap its `lax.cond` between explicit and implicit steps runs both for
+        # every member; one after another it stays a branch
+        # (`benchmarks/stiff_tails.py --cases batch`).
+        return 1
     entry = METHODS[method]
     width = min(per_device, CPU_CHUNK)
     members = jax.tree_util.tree_map(lambda x: x[:width], init)

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
 
-from . import _figures, init, problems
+from . import _figures, _figures_completion, init, problems
+from . import _study_completion_tail as tail
 from ._deprecation import renamed
 from ._factor import factor_flow
 from ._network import end_to_end
@@ -31,6 +32,11 @@ def completion_study(
     seed: int = 0,
     progress: bool = False,
     counts: Sequence[int] | None = None,
+    loss_reductions: Sequence[float] = (),
+    scales: Sequence[float] = (),
+    seeds: int = 3,
+    tail_num_measurements: int | None = None,
+    tail_depths: Sequence[int] = (2, 3),
 ) -> Report:
     """Matrix completion of a `size x size` rank-`rank` ground truth from each number of
     observed entries in `num_measurements` (one-hot measurements, sampled without
@@ -41,6 +47,11 @@ def completion_study(
     Supposition 1 says the network finds the minimum-nuclear-norm solution; with few
     observations deeper networks find solutions of lower rank and error instead.
 
+    With `loss_reductions` or `scales` given, a second table "stopping_and_scale" and
+    figure show the error against the stop and the init scale (`seeds` inits per
+    depth in `tail_depths` and scale: [`lnn_flow._study_completion_tail`][]); its
+    arguments are checked before anything is solved, recorded in `parameters` if used.
+
     `counts` is the deprecated name of `num_measurements` (a DeprecationWarning; removed
     in the next release).
     """
@@ -48,6 +59,8 @@ def completion_study(
         "completion_study", "counts", "num_measurements", counts, num_measurements,
         unset=DEFAULT_NUM_MEASUREMENTS,
     )
+    plan = tail.check_arguments(loss_reductions, scales, seeds, tail_depths,
+                                tail_num_measurements, num_measurements, size)
     key_problem, key_init = jax.random.split(jax.random.PRNGKey(seed))
     init_factors = lambda depth: init.balanced(key_init, (size,) * (depth + 1), scale)
     rows = []
@@ -63,6 +76,19 @@ def completion_study(
         "truth_nuclear_norm": truth_norm,
         "truth_effective_rank": float(effective_rank(truth)),
     }
+    parameters = dict(size=size, rank=rank, num_measurements=list(num_measurements),
+                      depths=list(depths), scale=scale, loss_reduction=loss_reduction,
+                      seed=seed)
+    tables = {"completion": rows}
+    figures = {"completion": _figures.completion_figure(rows, facts)}
+    findings = _findings(rows, facts)
+    if plan.m is not None:
+        part = _stopping_and_scale(plan, rows, key_problem, size, rank, scale,
+                                   loss_reduction, seed, progress)
+        tables["stopping_and_scale"], figures["stopping_and_scale"], error, text = part
+        facts["stopping_and_scale_min_nuclear_norm_error"] = error
+        findings += " " + text
+        parameters.update(plan.parameters())
     return Report(
         name="completion",
         title="Matrix completion: deep linear networks vs minimum nuclear norm",
@@ -72,15 +98,34 @@ def completion_study(
             "`loss_reduction`, next to the minimum-nuclear-norm solution of eq. (10) "
             "(ADMM). Relative error is ||W - W*||_F / ||W*||_F; effective rank is "
             "exp(entropy of sigma / sum sigma). "
-            + _findings(rows, facts)
+            + findings
         ),
-        tables={"completion": rows},
-        figures={"completion": _figures.completion_figure(rows, facts)},
-        parameters=dict(size=size, rank=rank, num_measurements=list(num_measurements),
-                        depths=list(depths), scale=scale, loss_reduction=loss_reduction,
-                        seed=seed),
+        tables=tables,
+        figures=figures,
+        parameters=parameters,
         facts=facts,
     )
+
+
+def _stopping_and_scale(plan, rows, key_problem, size, rank, scale, loss_reduction,
+                        seed, progress) -> tuple[list[dict[str, Any]], Any, float, str]:
+    """The second part ([`lnn_flow._study_completion_tail`][]) on the problem with
+    `plan.m` observed entries (the first table's problem at that count: the same key):
+    its rows, figure, the minimum-nuclear-norm solution's error there (from the first
+    table when it solved that count, else solved here) and its findings."""
+    loss, truth = problems.random_matrix_completion(key_problem, (size, size), rank,
+                                                    plan.m)
+    reference = next((r for r in rows if r["depth"] == "-"
+                      and r["observations"] == plan.m), None)
+    if reference is None:
+        reference = _solve(loss, truth, plan.m, None, None, None)
+    error = reference["relative_error"]
+    extra = tail.stopping_and_scale_rows(
+        loss, truth, plan.m, depths=plan.depths, scales=plan.scales or (scale,),
+        reductions=plan.reductions or (loss_reduction,), seeds=plan.seeds, seed=seed,
+        progress=progress)
+    figure = _figures_completion.stopping_and_scale_figure(extra, error, plan.m, scale)
+    return extra, figure, error, tail.findings(extra, error, plan.m, scale)
 
 
 def _solve(loss, truth, m, depth, init_factors, loss_reduction) -> dict[str, Any]:
