@@ -53,7 +53,9 @@ CASES = [
     (["run", "completion", "--set", "size=2.5"], r"`--set size` must be an integer"),
     (["run", "completion", "--set", "foo=1"],
      r"`--set foo`: study 'completion' has no parameter\(s\) \['foo'\]; it takes "
-     r"\['depths', 'loss_reduction', 'num_measurements', 'rank', 'scale', 'seed', 'size'\]"),
+     r"\['depths', 'loss_reduction', 'loss_reductions', 'num_measurements', 'rank', "
+     r"'scale', 'scales', 'seed', 'seeds', 'size', 'tail_depths', "
+     r"'tail_num_measurements'\]"),
     (["run", "greedy", "--set", "oops"], r"`--set` expects key=value; got 'oops'"),
     (["run", "greedy", "--set", "=3"], r"`--set` expects key=value"),
     (["run", "greedy", "--set", "rank=30"], r"`--set rank` = 30 must be <= `size` = 20"),

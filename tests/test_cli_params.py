@@ -106,8 +106,12 @@ def test_old_parameter_names_are_checked_and_returned_under_the_new_ones():
         check_parameters("completion", {"counts": [5], "num_measurements": [5]}, "--set")
     # The old names are not advertised.
     with pytest.raises(ValueError, match=r"it takes \['depths', 'loss_reduction', "
-                                         r"'num_measurements', 'rank'"):
+                                         r"'loss_reductions', 'num_measurements', 'rank'"):
         check_parameters("completion", {"x": 1}, "--set")
+    # The completion study's second part: its lists are range-checked per entry.
+    with pytest.raises(ValueError, match=r"`--set loss_reductions\[1\]` must be > 0 "
+                                         r"and <= 1; got 0"):
+        check_parameters("completion", {"loss_reductions": [1e-6, 0]}, "--set")
 
 
 def test_the_combination_check_uses_the_new_name():
