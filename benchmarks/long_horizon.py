@@ -22,6 +22,9 @@ one run after compilation (fastest of 3 when under 2 s; compile time apart) and 
 error of the end-to-end matrix relative to the Tsit5 solution at the same horizon, for:
 
 - `tsit5`: `diffrax.Tsit5()` (the default solver), PID rtol 1e-8, to h.
+- `auto`: `solver="auto"` from t = 0 to h (`lnn_flow._switching`: Tsit5, switching to
+  an implicit Kvaerno5 once its steps are stability-bound), same tolerances; the note
+  says where it switched.
 - `kv5`: `diffrax.Kvaerno5()` from t = 0 to h (only for problems in `--kv5-from-zero`,
   default prop5: at d = 20 each step factorizes a dense 1200 x 1200 Jacobian, and the
   near-zero transient takes hundreds of steps, half of them rejected).
@@ -158,12 +161,14 @@ def record(sol):
     """Row fields of a `FlowSolution`."""
     implicit = int(sol.stats.num_vector_field_evals) < 0
     steps = int(sol.stats.num_steps)
+    # solver="auto": only its implicit steps linearize (accepted ones counted)
+    jacs = steps if sol.switching is None else int(sol.switching.num_implicit_steps)
     return dict(
         t=float(sol.t_final),
         steps=steps,
         rejected=int(sol.stats.num_rejected_steps),
         evals=None if implicit else int(sol.stats.num_vector_field_evals),
-        jacs=steps if implicit else 0,
+        jacs=jacs if implicit else 0,
         W=np.asarray(sol.end_to_end_final),
         loss=float(sol.loss_final),
         ok=bool(sol.success),
@@ -229,6 +234,15 @@ def run_problem(name, flow, args, out_rows):
         rows["tsit5"] = dict(record(sol), wall=wall, compile=comp)
         tsit5_W[m] = rows["tsit5"]["W"]
         accepted[m] = rows["tsit5"]["steps"] - rows["tsit5"]["rejected"]
+        # auto: one solve from 0, switching where the steps are stability-bound
+        sol, wall, comp = timed(
+            lambda: flow_solve(flow, loss, y0, depth, 0.0, h, "auto"),
+            lambda: flow_solve(flow, loss, y0, depth, 0.0, 1e-3, "auto"),
+        )
+        rows["auto"] = dict(record(sol), wall=wall, compile=comp)
+        switched = sol.switching.intervals(sol.t_final)
+        rows["auto"]["note"] += " ".join(
+            f"{method[0]}[{a / T:.3g}T,{b / T:.3g}T]" for method, a, b in switched)
         # kv5 from zero
         if name in args.kv5_from_zero:
             sol, wall, comp = timed(
