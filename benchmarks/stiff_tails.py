@@ -42,6 +42,7 @@ import numpy as np
 import optimistix as optx
 
 import lnn_flow as lf
+from flows import timed  # benchmarks/flows.py: (result, compile s, median run s)
 from lnn_flow._switching import Switching
 
 MAX_STEPS = 2**20
@@ -51,19 +52,15 @@ COMPILE = {}
 
 
 def warm(run):
-    """`(result, seconds)` of the second call of `run`; the first call's extra time
-    (compilation, mostly) is kept in `COMPILE["last"]` for `_row` to print. With
-    `COMPILE["once"]` (`--full`), the first call only, compilation included."""
-    start = time.perf_counter()
-    out = jax.block_until_ready(run())
-    first = time.perf_counter() - start
+    """`(result, seconds)` of one warm call of `run` (flows.py's `timed`); the first
+    call's extra time (compilation, mostly) is kept in `COMPILE["last"]` for `_row`.
+    With `COMPILE["once"]` (`--full`), the first call only, compilation included."""
     if COMPILE.get("once"):
+        start = time.perf_counter()
+        out = jax.block_until_ready(run())
         COMPILE["last"] = float("nan")
-        return out, first
-    start = time.perf_counter()
-    out = jax.block_until_ready(run())
-    seconds = time.perf_counter() - start
-    COMPILE["last"] = first - seconds
+        return out, time.perf_counter() - start
+    out, COMPILE["last"], seconds = timed(run, 1)
     return out, seconds
 
 

@@ -114,3 +114,16 @@ def unbalancedness(fs: CPFactors) -> Float[Array, ""]:
     [`lnn_flow._tensor_theory.check_conservation`][])."""
     squares = _column_norms(cp_factors(fs)) ** 2
     return jnp.max(squares.max(axis=0) - squares.min(axis=0))
+
+
+def saved_component_norms(factors) -> np.ndarray:
+    """`||W_r||` of stacked factors on the host: `(..., R)` from factors `(..., d_n, R)`
+    (saves, seeds); NaN where a save was not reached, with no finiteness check."""
+    return np.prod([np.linalg.norm(np.asarray(f), axis=-2) for f in factors], axis=0)
+
+
+def effective_tensor_rank(norms, cutoff: float) -> np.ndarray:
+    """How many components carry the solution: final norms `(..., R)` at least `cutoff`
+    times the largest (an upper bound on the CP rank at that tolerance)."""
+    norms = np.asarray(norms)
+    return np.sum(norms >= cutoff * norms.max(axis=-1, keepdims=True), axis=-1)

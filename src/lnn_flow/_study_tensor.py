@@ -31,7 +31,7 @@ from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
 
 from . import _figures_tensor, init, losses, problems
 from ._batch import solve_batch
-from ._cp import product
+from ._cp import effective_tensor_rank, product, saved_component_norms
 from ._report import Report, Untrusted
 from ._study_rows import effective_rank
 from ._study_tensor_text import findings
@@ -236,11 +236,6 @@ def _solve_unfolded(loss, shape, keys, scale, *, components, loss_reduction,
                   loss_reduction, num_saves, max_steps)
 
 
-def _norms_over_time(factors):
-    """`||W_r||` at every save: `(..., k, R)` from factors `(..., k, d_n, R)`."""
-    return np.prod([np.linalg.norm(np.asarray(f), axis=-2) for f in factors], axis=0)
-
-
 def switch_on_times(ts, norms, fraction: float) -> np.ndarray:
     """For each column `r` of `norms` (`(k, R)` at save times `ts`, `ts[0] = 0`), the
     first time `norms[:, r]` reaches `fraction * norms[-1, r]`, log-log interpolated
@@ -278,13 +273,13 @@ def _greedy(problem, sol, fraction, cutoff, i=0):
     shape = tuple(truth["W"].shape)
     reached = np.asarray(sol.reached[i])
     fs_final = tuple(np.asarray(f[i]) for f in sol.factors_final)
-    final = _norms_over_time(fs_final)
+    final = saved_component_norms(fs_final)
     ts = np.append(np.asarray(sol.ts[i])[reached], float(sol.t_final[i]))
-    norms = np.vstack([_norms_over_time(tuple(f[i] for f in sol.factors))[reached], final])
+    norms = np.vstack([saved_component_norms(tuple(f[i] for f in sol.factors))[reached], final])
     order = np.argsort(final)[::-1]
     carries = final >= cutoff * final.max()
     times = np.where(carries, switch_on_times(ts, norms, fraction), np.nan)
-    truth_norms = _norms_over_time(truth["factors"])
+    truth_norms = saved_component_norms(truth["factors"])
     cos = _cosines(fs_final, truth["factors"])
     done = bool(sol.success[i] & sol.stopped[i])
     label = "x".join(map(str, shape))
@@ -328,8 +323,8 @@ def _seed_row(truth, sol, cutoff, **label):
     done = np.asarray(sol.success & sol.stopped)
     W = np.asarray(sol.end_to_end_final)
     errors = np.linalg.norm((W - truth["W"]).reshape(len(W), -1), axis=1)
-    norms = _norms_over_time(sol.factors_final)
-    ranks = (norms >= cutoff * norms.max(axis=1, keepdims=True)).sum(axis=1)
+    norms = saved_component_norms(sol.factors_final)
+    ranks = effective_tensor_rank(norms, cutoff)
     return {**label, "seeds": len(done), "finished": int(done.sum()),
             **_spread(errors / np.linalg.norm(truth["W"]), done, "error"),
             **_spread(ranks, done, "tensor_rank")}

@@ -59,6 +59,7 @@ from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
 
 from . import _store, init, problems, tensor
 from ._batch import solve_batch
+from ._cp import effective_tensor_rank, saved_component_norms
 from ._network import end_to_end, unbalancedness
 from ._methods import METHODS as REGISTRY
 from ._store import CorruptResultError, Group
@@ -202,17 +203,13 @@ def _tensor_arrays(sol, fs0, cutoff: float) -> dict[str, Any]:
     the end, the effective tensor rank (components with a final norm of at least
     `cutoff` times the largest, as in `lnn_flow.studies.tensor_study`), the CP
     unbalancedness at the start and the end, and the final CP factors."""
-    def component_norms(fs):  # NaN at the saves a stopped solve did not reach
-        return np.prod([np.linalg.norm(np.asarray(f), axis=-2) for f in fs], axis=0)
-
-    norms = component_norms(sol.factors)
-    final = component_norms(sol.factors_final)
+    norms = saved_component_norms(sol.factors)  # NaN at saves not reached
+    final = saved_component_norms(sol.factors_final)
     unbalanced = jax.vmap(tensor.unbalancedness)
     arrays = {
         "component_norms": norms,
         "component_norms_final": final,
-        "effective_tensor_rank_final": np.sum(
-            final >= cutoff * final.max(axis=1, keepdims=True), axis=1),
+        "effective_tensor_rank_final": effective_tensor_rank(final, cutoff),
         "unbalancedness_initial": unbalanced(fs0),
         "unbalancedness_final": unbalanced(tuple(sol.factors_final)),
     }
