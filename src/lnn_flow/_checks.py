@@ -78,6 +78,18 @@ def as_float_array(name: str, x, ndim: int | None = None) -> jax.Array:
     """
     if isinstance(x, (str, bytes)):
         raise TypeError(f"`{name}` must be a real array; got {type(x).__name__}")
+    if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
+        arr = x  # already a real JAX array: no conversion to dispatch
+    else:
+        arr = _as_array(name, x)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(
+            f"`{name}` must have {ndim} dimension(s); got shape {tuple(arr.shape)}"
+        )
+    return arr
+
+
+def _as_array(name: str, x) -> jax.Array:
     try:
         arr = jnp.asarray(x)
     except TypeError as err:
@@ -87,10 +99,6 @@ def as_float_array(name: str, x, ndim: int | None = None) -> jax.Array:
     real_dtype(name, arr.dtype)
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.float64)
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(
-            f"`{name}` must have {ndim} dimension(s); got shape {tuple(arr.shape)}"
-        )
     return arr
 
 

@@ -138,7 +138,7 @@ def prepare(
             )
     if not isinstance(steady_state, bool):
         raise TypeError(f"`steady_state` must be True or False; got {steady_state!r}")
-    solver = diffrax.Tsit5() if solver is None else solver
+    solver = _TSIT5 if solver is None else solver
     if isinstance(solver, str):
         if solver != "auto":
             raise ValueError(f"`solver` must be a diffrax solver or 'auto'; got {solver!r}")
@@ -178,14 +178,14 @@ def _scalar(name: str, x, dtype):
     _checks.real_scalar(name, x)
     if isinstance(x, (int, float, np.number)):
         return _checks.finite(name, np.asarray(x, dtype))
-    return _checks.finite(name, _checks.as_float_array(name, x, ndim=0).astype(dtype))
+    return _checks.finite(name, _cast(_checks.as_float_array(name, x, ndim=0), dtype))
 
 
 def _save_times(ts, t0, t1, dtype):
     """`ts` checked (finite, non-decreasing, within `[t0, t1]`); None: `(t0, t1)`."""
     if ts is None:
         return (np if isinstance(t0 + t1, np.ndarray | np.number) else jnp).stack([t0, t1])
-    ts = _checks.finite("ts", _checks.as_float_array("ts", ts, ndim=1).astype(dtype))
+    ts = _checks.finite("ts", _cast(_checks.as_float_array("ts", ts, ndim=1), dtype))
     if ts.shape[0] < 1:
         raise ValueError("`ts` must hold at least one time")
     ts = _checks._require(
@@ -200,6 +200,10 @@ def _save_times(ts, t0, t1, dtype):
         if all(_checks.is_concrete(x) for x in (t0, t1, ts))
         else "must lie within [t0, t1]",
     )
+
+
+def _cast(x, dtype):
+    return x if x.dtype == dtype else x.astype(dtype)
 
 
 def _non_negative_loss(loss) -> bool:
@@ -230,6 +234,7 @@ def _resolvable(rtol, atol, leaves, dtype):
     )
 
 
+_TSIT5 = diffrax.Tsit5()  # the default solver, built once (a Module is costly to build)
 _DENSE_WARN_BYTES = 2 * 2**30
 
 

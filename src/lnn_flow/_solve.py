@@ -47,11 +47,14 @@ def solve(
     if options.dense:
         warn_dense_memory(y0, checked["solver"], checked["max_steps"])
     meter = options.progress_meter
-    meter = diffrax.NoProgressMeter() if meter is None else meter
+    meter = _NO_METER if meter is None else meter
     solution, initial_loss = _solve(
         system, y0, **checked, dense=bool(options.dense), progress_meter=meter
     )
     return _checks.refuse_nonfinite_initial_loss(init_name, initial_loss, solution)
+
+
+_NO_METER = diffrax.NoProgressMeter()
 
 
 @eqx.filter_jit
