@@ -1,0 +1,113 @@
+"""Where one small solve's time goes: lnn_flow next to jax odeint and a bare diffrax
+solve of the same flat ODE, on `peers.py`'s problem at one seed.
+
+Rows (each a warm call; wall = median over `--repeats` round-robin rounds, so load from
+other processes falls on every row alike; ratio = odeint's wall / the row's, > 1:
+faster than odeint):
+- `jax-odeint`: `jax.experimental.ode.odeint` (dopri5), the end-to-end matrix at the
+  saves (as in `peers.py`).
+- `diffrax floor`: `diffrax.diffeqsolve` with Tsit5 and diffrax's default PID controller
+  on the flat state, returning only the end-to-end matrix at the saves: what any
+  lnn_flow solve costs at least with these settings.
+- `compiled solve`: lnn_flow's compiled program alone (`lnn_flow._solve._solve`, the
+  options checked beforehand): the floor plus the full `FlowSolution` (losses, factors
+  and end-to-end matrices at every save, final values, flags, counts).
+- `factor_flow`: the public call, argument checks included.
+- `factor_flow PI`: the same with `stepsize_controller=diffrax.PIDController(rtol,
+  atol, pcoeff=0.4, icoeff=0.3)` (a PI controller diffrax's documentation suggests
+  for moderately difficult ODEs) instead of the default I controller.
+"error" is `peers.py`'s trajectory error against its Dopri8 reference; evals are
+gradient evaluations (odeint's counted by a callback, as `peers.py` does).
+
+Usage: python benchmarks/call_overhead.py [--dims 10 20] [--rtol 1e-5] [--repeats 41]
+"""
+
+import argparse
+import statistics
+import time
+
+import diffrax
+import jax
+import numpy as np
+import peers
+
+import lnn_flow as lf
+from lnn_flow import _factor, _flat, _options, _solve
+
+
+def diffrax_floor(loss, ws, ts, rtol, atol):
+    system, y0 = _flat.flat(_factor._FactorSystem(loss, len(ws)), ws)
+
+    @jax.jit
+    def run(y0, system, ts):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(system.vector_field), diffrax.Tsit5(), ts[0], ts[-1], None,
+            y0, saveat=diffrax.SaveAt(ts=ts), max_steps=peers.MAX_STEPS,
+            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        )
+        return jax.vmap(system.end_to_end)(sol.ys), sol.stats["num_steps"]
+
+    return lambda: run(y0, system, ts)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dims", type=int, nargs="+", default=[10, 20])
+    parser.add_argument("--rtol", type=float, default=1e-5)
+    parser.add_argument("--repeats", type=int, default=41)
+    args = parser.parse_args()
+    rtol = args.rtol
+    atol = rtol * peers.ATOL_FACTOR
+    ts = jax.numpy.linspace(0.0, 60.0, 61)
+    print(f"backend {jax.default_backend()}, peers.py's problem at B = 1, rtol {rtol:.0e}, "
+          f"atol {atol:.0e}; median of {args.repeats} round-robin rounds\n")
+    print(f"{'d':>4} {'row':>15} {'error':>8} {'evals':>6} {'ms':>8} {'ratio':>6}")
+    for d in args.dims:
+        loss, batch = peers.problem(d, 1)
+        ws = tuple(w[0] for w in batch)
+        ref = lf.solve_batch("factor", loss, batch, 60.0, ts, **peers.REF_OPTIONS)
+        ref = np.asarray(ref.end_to_end)
+        make, count = peers.jax_odeint_peer(loss, batch, ts)
+        _, odeint = make(rtol, atol)
+        checked = _options.prepare(
+            ws, t0=0.0, t1=60.0, ts=ts, solver=None, rtol=rtol, atol=atol,
+            max_steps=peers.MAX_STEPS, dt0=None, stepsize_controller=None,
+            loss_threshold=None,
+        )
+        system = _factor._FactorSystem(loss, len(ws))
+        pi = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.4, icoeff=0.3)
+        flow = lambda **kw: lf.factor_flow(
+            loss, ws, 60.0, ts, rtol=rtol, atol=atol, max_steps=peers.MAX_STEPS, **kw)
+        rows = {
+            "jax-odeint": odeint.timer,
+            "diffrax floor": diffrax_floor(loss, ws, ts, rtol, atol),
+            "compiled solve": lambda: _solve._solve(
+                system, ws, **checked, dense=False, progress_meter=_solve._NO_METER)[0],
+            "factor_flow": flow,
+            "factor_flow PI": lambda: flow(stepsize_controller=pi),
+        }
+        outputs = {name: jax.block_until_ready(fn()) for name, fn in rows.items()}
+        runs = {name: [] for name in rows}
+        for _ in range(args.repeats):
+            for name, fn in rows.items():
+                start = time.perf_counter()
+                jax.block_until_ready(fn())
+                runs[name].append(time.perf_counter() - start)
+        wall = {name: statistics.median(r) * 1e3 for name, r in runs.items()}
+        for name, out in outputs.items():
+            if name == "jax-odeint":
+                W, evals = out, count(rtol, atol)
+            elif name == "diffrax floor":
+                W, evals = out[0][None], 6 * int(out[1]) + 1
+            else:
+                W, evals = out.end_to_end[None], int(out.stats.num_vector_field_evals)
+            error = peers.trajectory_error(np.asarray(W), ref)
+            print(f"{d:>4} {name:>15} {error:>8.1e} {evals:>6} {wall[name]:>8.3f} "
+                  f"{wall['jax-odeint'] / wall[name]:>6.2f}", flush=True)
+        print(f"{d:>4} {'host checks':>15} {'':>8} {'':>6} "
+              f"{wall['factor_flow'] - wall['compiled solve']:>8.3f}   (factor_flow "
+              "less compiled solve)")
+
+
+if __name__ == "__main__":
+    main()
