@@ -6,16 +6,17 @@ other processes falls on every row alike; ratio = odeint's wall / the row's, > 1
 faster than odeint):
 - `jax-odeint`: `jax.experimental.ode.odeint` (dopri5), the end-to-end matrix at the
   saves (as in `peers.py`).
-- `diffrax floor`: `diffrax.diffeqsolve` with Tsit5 and diffrax's default PID controller
-  on the flat state, returning only the end-to-end matrix at the saves: what any
-  lnn_flow solve costs at least with these settings.
+- `diffrax floor`: `diffrax.diffeqsolve` with Tsit5 and lnn_flow's default PI controller
+  (`lnn_flow._controller`: `PIDController(pcoeff=0.4, icoeff=0.3)`) on the flat state,
+  returning only the end-to-end matrix at the saves: what any lnn_flow solve costs at
+  least with these settings.
 - `compiled solve`: lnn_flow's compiled program alone (`lnn_flow._solve._solve`, the
   options checked beforehand): the floor plus the full `FlowSolution` (losses, factors
   and end-to-end matrices at every save, final values, flags, counts).
 - `factor_flow`: the public call, argument checks included.
-- `factor_flow PI`: the same with `stepsize_controller=diffrax.PIDController(rtol,
-  atol, pcoeff=0.4, icoeff=0.3)` (a PI controller diffrax's documentation suggests
-  for moderately difficult ODEs) instead of the default I controller.
+- `factor_flow I`: the same with `stepsize_controller=diffrax.PIDController(rtol,
+  atol)`, diffrax's default I controller, in place of lnn_flow's PI default
+  (`benchmarks/controller.py` compares the two over tolerances).
 "error" is `peers.py`'s trajectory error against its Dopri8 reference; evals are
 gradient evaluations (odeint's counted by a callback, as `peers.py` does).
 
@@ -32,7 +33,7 @@ import numpy as np
 import peers
 
 import lnn_flow as lf
-from lnn_flow import _factor, _flat, _options, _solve
+from lnn_flow import _controller, _factor, _flat, _options, _solve
 
 
 def diffrax_floor(loss, ws, ts, rtol, atol):
@@ -43,7 +44,9 @@ def diffrax_floor(loss, ws, ts, rtol, atol):
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(system.vector_field), diffrax.Tsit5(), ts[0], ts[-1], None,
             y0, saveat=diffrax.SaveAt(ts=ts), max_steps=peers.MAX_STEPS,
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+            stepsize_controller=diffrax.PIDController(
+                rtol=rtol, atol=atol, pcoeff=_controller.PCOEFF, icoeff=_controller.ICOEFF
+            ),
         )
         return jax.vmap(system.end_to_end)(sol.ys), sol.stats["num_steps"]
 
@@ -75,7 +78,7 @@ def main():
             loss_threshold=None,
         )
         system = _factor._FactorSystem(loss, len(ws))
-        pi = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.4, icoeff=0.3)
+        i_controller = diffrax.PIDController(rtol=rtol, atol=atol)
         flow = lambda **kw: lf.factor_flow(
             loss, ws, 60.0, ts, rtol=rtol, atol=atol, max_steps=peers.MAX_STEPS, **kw)
         rows = {
@@ -84,7 +87,7 @@ def main():
             "compiled solve": lambda: _solve._solve(
                 system, ws, **checked, dense=False, progress_meter=_solve._NO_METER)[0],
             "factor_flow": flow,
-            "factor_flow PI": lambda: flow(stepsize_controller=pi),
+            "factor_flow I": lambda: flow(stepsize_controller=i_controller),
         }
         outputs = {name: jax.block_until_ready(fn()) for name, fn in rows.items()}
         runs = {name: [] for name in rows}

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import SAME_SIZE, member, spread_problem
+from conftest import SAME_SIZE, member, spread_problem, trajectory_tolerance
 
 import lnn_flow as lf
 
@@ -75,7 +75,12 @@ def test_end_to_end_and_descent_methods(problem):
     assert desc.loss.shape == (B, 5)
     i = 2
     alone = lf.end_to_end_flow(loss, W0[i], 3, T1, TS)
-    np.testing.assert_allclose(e2e.end_to_end[i], alone.end_to_end, rtol=0, atol=1e-12)
+    # The field's SVD rounds differently batched and alone, and a flow escaping a
+    # saddle amplifies rounding: both solves are within their own tolerance (default
+    # rtol 1e-8, atol <= 1e-10) of the flow, so they agree to twice that.
+    scale = float(np.abs(alone.end_to_end).max())
+    tol = 2 * trajectory_tolerance(alone.stats.num_steps, scale, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(e2e.end_to_end[i], alone.end_to_end, rtol=0, atol=tol)
     alone = lf.gradient_descent(loss, member(ws0, i), 0.05, 40, save_every=10)
     # Descent is a fixed sequence of 40 steps: batched rounding only, as above.
     np.testing.assert_allclose(desc.loss[i], alone.loss, rtol=1e-12, atol=0)

@@ -11,6 +11,11 @@ def test_controller_choice():
     adaptive = controller(diffrax.Tsit5(), None, 1e-8, 1e-10)
     assert isinstance(adaptive, _FiniteGuard)
     assert (adaptive.rtol, adaptive.atol) == (1e-8, 1e-10)
+    # PI by default (benchmarks/controller.py): diffrax's I controller would have
+    # pcoeff 0, icoeff 1.
+    assert (adaptive.inner.pcoeff, adaptive.inner.icoeff) == (0.4, 0.3)
+    i_controller = diffrax.PIDController(rtol=1e-6, atol=1e-8)
+    assert controller(diffrax.Tsit5(), i_controller, 1e-8, 1e-10).inner is i_controller
     assert isinstance(controller(diffrax.Euler(), None, 1e-8, 1e-10), diffrax.ConstantStepSize)
     given = diffrax.ConstantStepSize()
     assert controller(diffrax.Tsit5(), given, 1e-8, 1e-10) is given

@@ -1,5 +1,16 @@
 """The step-size controller of every solve, behind a finite guard that tells a flow
-that diverged from one that only ran out of steps (`FlowSolution.diverged`)."""
+that diverged from one that only ran out of steps (`FlowSolution.diverged`).
+
+The default is a PI controller (`PIDController(pcoeff=0.4, icoeff=0.3)`, one of the
+coefficient sets diffrax's documentation suggests for problems whose error estimate
+does not vary smoothly; Hairer & Wanner, *Solving ODEs II*, Sec. IV.2) rather than
+diffrax's default I controller (`pcoeff=0, icoeff=1`). Gradient flows from a small
+init sit on a plateau and then escape a saddle quickly (Section 4 of the notes): the
+I controller grows the step on the plateau and its trajectory error then stops falling
+with `rtol`, while the PI controller's keeps falling, at fewer evaluations for the
+same error. `python benchmarks/controller.py` prints both next to
+`jax.experimental.ode.odeint` on `benchmarks/peers.py`'s problem.
+"""
 
 import diffrax
 import jax
@@ -8,14 +19,19 @@ from jaxtyping import Array, Bool
 
 from ._result import all_finite
 
+PCOEFF, ICOEFF = 0.4, 0.3
+
 
 def controller(solver, stepsize_controller, rtol, atol):
-    """The given controller, else PID at `rtol`/`atol` (constant steps without an
-    error estimate); adaptive ones behind [`_FiniteGuard`][]."""
+    """The given controller, else PI at `rtol`/`atol` (`PCOEFF`, `ICOEFF`; constant
+    steps for a solver without an error estimate); adaptive ones behind
+    [`_FiniteGuard`][]."""
     if stepsize_controller is None:
         if not isinstance(solver, diffrax.AbstractAdaptiveSolver):
             return diffrax.ConstantStepSize()
-        stepsize_controller = diffrax.PIDController(rtol=rtol, atol=atol)
+        stepsize_controller = diffrax.PIDController(
+            rtol=rtol, atol=atol, pcoeff=PCOEFF, icoeff=ICOEFF
+        )
     if isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController):
         return _FiniteGuard(stepsize_controller)
     return stepsize_controller
