@@ -14,6 +14,8 @@ def test_controller_choice():
     # PI by default (benchmarks/controller.py): diffrax's I controller would have
     # pcoeff 0, icoeff 1.
     assert (adaptive.inner.pcoeff, adaptive.inner.icoeff) == (0.4, 0.3)
+    implicit = controller(diffrax.Kvaerno5(), None, 1e-8, 1e-10).inner
+    assert (implicit.pcoeff, implicit.icoeff) == (0, 1)
     i_controller = diffrax.PIDController(rtol=1e-6, atol=1e-8)
     assert controller(diffrax.Tsit5(), i_controller, 1e-8, 1e-10).inner is i_controller
     assert isinstance(controller(diffrax.Euler(), None, 1e-8, 1e-10), diffrax.ConstantStepSize)

@@ -9,7 +9,12 @@ init sit on a plateau and then escape a saddle quickly (Section 4 of the notes):
 I controller grows the step on the plateau and its trajectory error then stops falling
 with `rtol`, while the PI controller's keeps falling, at fewer evaluations for the
 same error. `python benchmarks/controller.py` prints both next to
-`jax.experimental.ode.odeint` on `benchmarks/peers.py`'s problem.
+`jax.experimental.ode.odeint` on `benchmarks/peers.py`'s problem. Past convergence an
+explicit method's step sits at its stability limit, where the PI controller rejects
+fewer steps. An implicit method (and `solver="auto"` once it switches) should instead
+grow its step as fast as the error allows in a stiff tail: there the I controller's
+faster growth takes fewer steps (`benchmarks/long_horizon.py`), so those solvers keep
+it.
 """
 
 import diffrax
@@ -23,15 +28,19 @@ PCOEFF, ICOEFF = 0.4, 0.3
 
 
 def controller(solver, stepsize_controller, rtol, atol):
-    """The given controller, else PI at `rtol`/`atol` (`PCOEFF`, `ICOEFF`; constant
-    steps for a solver without an error estimate); adaptive ones behind
-    [`_FiniteGuard`][]."""
+    """The given controller, else at `rtol`/`atol`: PI (`PCOEFF`, `ICOEFF`) for an
+    explicit Runge-Kutta solver, diffrax's I controller for the others (implicit,
+    `solver="auto"`), constant steps for a solver without an error estimate; adaptive
+    ones behind [`_FiniteGuard`][]."""
     if stepsize_controller is None:
         if not isinstance(solver, diffrax.AbstractAdaptiveSolver):
             return diffrax.ConstantStepSize()
-        stepsize_controller = diffrax.PIDController(
-            rtol=rtol, atol=atol, pcoeff=PCOEFF, icoeff=ICOEFF
-        )
+        if isinstance(solver, diffrax.AbstractERK):
+            stepsize_controller = diffrax.PIDController(
+                rtol=rtol, atol=atol, pcoeff=PCOEFF, icoeff=ICOEFF
+            )
+        else:
+            stepsize_controller = diffrax.PIDController(rtol=rtol, atol=atol)
     if isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController):
         return _FiniteGuard(stepsize_controller)
     return stepsize_controller
