@@ -66,11 +66,7 @@ def main():
           f"atol {atol:.0e}; median of {args.repeats} round-robin rounds\n")
     print(f"{'d':>4} {'row':>15} {'error':>8} {'evals':>6} {'ms':>8} {'ratio':>6}")
     for d in args.dims:
-        loss, batch = peers.problem(d, 1)
-        ws = tuple(w[0] for w in batch)
-        ref = lf.solve_batch("factor", loss, batch, 60.0, ts, **peers.REF_OPTIONS)
-        ref = np.asarray(ref.end_to_end)
-        make, count = peers.jax_odeint_peer(loss, batch, ts)
+        loss, _, ws, ref, make, count = peers.one_seed(d, ts)
         _, odeint = make(rtol, atol)
         checked = _options.prepare(
             ws, t0=0.0, t1=60.0, ts=ts, solver=None, rtol=rtol, atol=atol,

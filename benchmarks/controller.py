@@ -40,11 +40,7 @@ def main():
           "error / gradient evaluations\n")
     print(f"{'d':>4} {'rtol':>7} {'odeint':>16} {'lnn I':>16} {'lnn PI':>16}")
     for d in args.dims:
-        loss, batch = peers.problem(d, 1)
-        ws = tuple(w[0] for w in batch)
-        ref = lf.solve_batch("factor", loss, batch, 60.0, ts, **peers.REF_OPTIONS)
-        ref = np.asarray(ref.end_to_end)
-        make, count = peers.jax_odeint_peer(loss, batch, ts)
+        loss, _, ws, ref, make, count = peers.one_seed(d, ts)
         for rtol in args.rtols:
             atol = rtol * peers.ATOL_FACTOR
             cells = []

@@ -39,8 +39,10 @@ error of the end-to-end matrix relative to the Tsit5 solution at the same horizo
 Then ratios: cost at m T over cost at T per method, and each method over tsit5 at m T.
 `--reference` adds the error against a tight solution (Dopri8 rtol 1e-12 to T, then
 Kvaerno5 rtol 1e-12, atol 1e-14 to h). Long runs are timed once: noisy on shared cores.
-The default (factor flow, three problems) takes about 4 minutes on 2 busy cores, most of
-it Tsit5 to 20 T on sensing; `--flows end2end` about 7 more.
+With `--reference` the default (factor flow, three problems) took 6.5 minutes on 2
+cores, most of it Tsit5 to 20 T on sensing; `--flows end2end --problems sensing
+whitened` took 20 minutes with other work on the cores (Tsit5 to 20 T on sensing alone
+725 s).
 
 Usage: python benchmarks/long_horizon.py [--d 20] [--depth 3] [--multipliers 1 20]
     [--problems sensing whitened prop5] [--flows factor end2end]

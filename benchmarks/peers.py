@@ -126,6 +126,16 @@ def problem(d, B):
     return loss, ws0
 
 
+def one_seed(d, ts):
+    """The problem at B = 1 for `call_overhead.py` and `controller.py`: the loss, the
+    batch of one, its factors, the Dopri8 reference saves `(1, k, d, d)` and jax
+    odeint's `(make, count)` ([`jax_odeint_peer`][])."""
+    loss, batch = problem(d, 1)
+    ref = lf.solve_batch("factor", loss, batch, float(ts[-1]), ts, **REF_OPTIONS)
+    make, count = jax_odeint_peer(loss, batch, ts)
+    return loss, batch, tuple(w[0] for w in batch), np.asarray(ref.end_to_end), make, count
+
+
 # ---------------------------------------------------------------- ODE tolerance tuning
 
 

@@ -262,7 +262,12 @@ def test_solver_auto_in_a_sweep_records_its_implicit_steps(tmp_path):
     np.testing.assert_array_equal(g["num_switches"], [0, 0])
     np.testing.assert_array_equal(g["num_implicit_steps"], [0, 0])
     plain = lf.run_sweep(_written(tmp_path, "factor"), tmp_path / "plain", progress=False)
-    np.testing.assert_allclose(g["end_to_end"], plain[0]["end_to_end"], rtol=0, atol=1e-14)
+    # "auto" steps with diffrax's I controller, Tsit5 alone with the PI default
+    # (`_controller`): two solves of the same flow, each within its tolerance of it.
+    steps = max(g["num_steps"].max(), plain[0]["num_steps"].max())
+    scale = np.abs(plain[0]["end_to_end"]).max()
+    tol = 2 * trajectory_tolerance(steps, scale, FIXED["rtol"], FIXED["atol"])
+    np.testing.assert_allclose(g["end_to_end"], plain[0]["end_to_end"], rtol=0, atol=tol)
 
 
 def _written(tmp_path, method):

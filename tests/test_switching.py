@@ -126,12 +126,14 @@ def test_proposition5_reaches_its_loss_with_the_determinants_sign():
 
 def test_auto_on_a_non_stiff_flow_stays_explicit_and_is_tsit5():
     """A short flow from a balanced init of norm 0.3 is never stability-bound: no
-    switch, and the steps are Tsit5's own (the same trajectory to rounding)."""
+    switch, and the steps are Tsit5's own under the controller "auto" steps with
+    (diffrax's I controller; `_controller`), the same trajectory to rounding."""
     loss, _ = sensing((4, 4), rank=2, seed=5)
     ws0 = lf.init.balanced(jax.random.PRNGKey(6), (4, 4, 4), 0.3)
     ts = jnp.linspace(0.0, 3.0, 7)
     auto = lf.factor_flow(loss, ws0, 3.0, ts, solver="auto", rtol=1e-10, atol=1e-12)
-    tsit5 = lf.factor_flow(loss, ws0, 3.0, ts, rtol=1e-10, atol=1e-12)
+    tsit5 = lf.factor_flow(loss, ws0, 3.0, ts, rtol=1e-10, atol=1e-12,
+                           stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-12))
     assert int(auto.switching.num_switches) == 0
     assert auto.switching.intervals(auto.t_final) == [("explicit", 0.0, 3.0)]
     assert int(auto.stats.num_steps) == int(tsit5.stats.num_steps)

@@ -12,9 +12,10 @@ same error. `python benchmarks/controller.py` prints both next to
 `jax.experimental.ode.odeint` on `benchmarks/peers.py`'s problem. Past convergence an
 explicit method's step sits at its stability limit, where the PI controller rejects
 fewer steps. An implicit method (and `solver="auto"` once it switches) should instead
-grow its step as fast as the error allows in a stiff tail: there the I controller's
-faster growth takes fewer steps (`benchmarks/long_horizon.py`), so those solvers keep
-it.
+grow its step as fast as the error allows in a stiff tail, which the I controller does
+faster: with PI for every solver, `solver="auto"` took more steps on each problem of
+`python benchmarks/long_horizon.py --reference`, so implicit solvers and "auto" keep
+the I controller.
 """
 
 import diffrax
