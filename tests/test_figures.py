@@ -29,6 +29,21 @@ def test_demo_figure_draws_both_flows_per_depth_and_the_atol_line():
     assert len(left.get_lines()) == 4  # two flows at two depths
     assert any(np.allclose(line.get_ydata(), 1e-10) for line in middle.get_lines())
     assert len(right.get_lines()) == 2  # depth 3's D_j and the atol line (not depth 1)
+    assert "past floor" not in left.get_title()
+
+
+def test_demo_figure_draws_losses_past_the_floor_dotted_and_names_them():
+    floor = TS >= 0.5
+    curve = dict(ts=TS, loss_factor=np.exp(-TS), loss_end_to_end=np.exp(-TS),
+                 gap=np.full(11, 1e-12), unbalancedness=np.full(11, 1e-9), drift=TS * 0,
+                 past_floor=floor)
+    left = _figures.demo_figure({1: curve}, atol=1e-10, agreement=1e-4).axes[0]
+    solid = [l for l in left.get_lines() if l.get_linestyle() in ("-", "None")]
+    dotted = [l for l in left.get_lines() if l.get_linestyle() == ":"]
+    assert all(np.isnan(l.get_ydata()[floor]).all() for l in solid)
+    assert len(dotted) == 2 and all(l.get_xdata()[0] == TS[4] for l in dotted)
+    assert "n = 1: past floor" in [t.get_text() for t in left.get_legend().get_texts()]
+    assert "past floor, the flows differ > 1e-04" in left.get_title()
 
 
 def test_completion_figure_marks_failed_solves():

@@ -23,18 +23,28 @@ def positive_part(values):
     return np.where(values > 0, values, np.nan)
 
 
-def demo_figure(curves, atol: float) -> Figure:
+def demo_figure(curves, atol: float, agreement: float = 1e-3) -> Figure:
     """Both flows over time per depth: loss, the factor/end-to-end gap (Theorem 1:
-    zero) and Lemma 1's conserved D_j, against the factor flow's `atol`."""
+    zero) and Lemma 1's conserved D_j, against the factor flow's `atol`. Losses from
+    a curve's `past_floor` saves on (the flows differ by more than `agreement`) are
+    drawn dotted, as untrusted."""
     fig = Figure(figsize=(13, 4))
     left, middle, right = fig.subplots(1, 3)
     for i, (depth, c) in enumerate(curves.items()):
         color = f"C{i}"
-        left.semilogy(c["ts"], c["loss_factor"], color=color,
+        floor = np.asarray(c.get("past_floor", np.zeros(len(c["ts"]), bool)))
+        trusted = lambda v: np.where(floor, np.nan, v)
+        left.semilogy(c["ts"], trusted(c["loss_factor"]), color=color,
                       label=f"n = {depth}: factor flow")
         # Markers: the two flows agree to ~the tolerance, so a plain line would hide.
-        left.semilogy(c["ts"], c["loss_end_to_end"], "x", ms=4, markevery=5,
+        left.semilogy(c["ts"], trusted(c["loss_end_to_end"]), "x", ms=4, markevery=5,
                       color=color, label=f"n = {depth}: end-to-end flow")
+        if floor.any():
+            start = max(int(np.argmax(floor)) - 1, 0)  # joins the solid part
+            for key in ("loss_factor", "loss_end_to_end"):
+                left.semilogy(c["ts"][start:], c[key][start:], ":", lw=1, color=color,
+                              label=None if key == "loss_end_to_end" else
+                              f"n = {depth}: past floor")
         middle.semilogy(c["ts"], positive_part(c["gap"]), color=color, label=f"n = {depth}")
         if depth >= 2:
             right.semilogy(c["ts"], positive_part(c["unbalancedness"]), color=color,
@@ -42,13 +52,16 @@ def demo_figure(curves, atol: float) -> Figure:
     for ax in (middle, right):
         ax.axhline(atol, color="k", ls=":", lw=0.8,
                    label=f"factor flow atol {atol:.0e}")
-    left.set(xlabel="t", ylabel="loss l(W(t))", title="loss along both flows")
+    floors = any(np.any(c.get("past_floor", False)) for c in curves.values())
+    left.set(xlabel="t", ylabel="loss l(W(t))", title="loss along both flows" + (
+        f"\n(dotted: past floor, the flows differ > {agreement:.0e})" if floors else ""))
     middle.set(xlabel="t", ylabel="max_ij |(W_n...W_1 - W)_ij|",
                title="factor vs end-to-end gap\n(Theorem 1: zero)")
     right.set(xlabel="t", ylabel="Frobenius norm",
               title="D_j = W_{j+1}^T W_{j+1} - W_j W_j^T\n(Lemma 1: constant; "
               "balanced init: zero)")
-    for ax in (left, middle, right):
+    left.legend(fontsize=7, loc="lower left")
+    for ax in (middle, right):
         ax.legend(fontsize=7)
     if not any(depth >= 2 for depth in curves):
         right.text(0.5, 0.5, "depth 1 only: no D_j", ha="center",
