@@ -8,8 +8,10 @@ rank 5, 2000 observed entries, depths 2 and 3, stopped at a 1e-6 loss reduction)
 `chunk_size` strategy (`None`: all seeds vmapped; `1`: one after another in one
 compiled `lax.map`; `"auto"`: the default, and which of the two it picked) vs a Python
 loop calling the jitted `lf.factor_flow` once per seed, all after compilation (compile
-time reported apart: first call minus a run); x columns are per-seed speed relative to
-the loop (> 1: faster than the loop); "field" is the ratio `auto` decides on (the
+time reported apart: first call minus a run); each wall time is the median of
+`--repeats` runs, fewer where they would take more than `--budget` seconds in all (at
+least one: on 2 shared cores one run of the same program varies by 10-20% at d >= 50);
+x columns are per-seed speed relative to the loop (> 1: faster than the loop); "field" is the ratio `auto` decides on (the
 vmapped vector field's cost per member over a single one's, measured again here); peak memory after each B (process max RSS;
 device peak where JAX reports it).
 
@@ -19,11 +21,12 @@ loss threshold stop; utilization = sum of per-member steps / (B * max steps), an
 wall time of one mixed batch vs the same seeds in order of scale, `chunk_size` at a time.
 
 Usage: python benchmarks/throughput.py [--max-batch 1024] [--dims 10 20 50]
-           [--completion-batch 8] [--utilization-batch 64]
+           [--completion-batch 8] [--utilization-batch 64] [--repeats 5] [--budget 20]
 """
 
 import argparse
 import resource
+import statistics
 import sys
 import time
 
@@ -41,6 +44,19 @@ def timed(fn):
     start = time.perf_counter()
     out = jax.block_until_ready(fn())
     return out, time.perf_counter() - start
+
+
+REPEATS, BUDGET = 5, 20.0  # set from the command line
+
+
+def timed_median(fn):
+    """`fn`'s output and median wall time over up to `REPEATS` runs, stopping once
+    another run would take the total past `BUDGET` seconds."""
+    out, first = timed(fn)
+    runs = [first]
+    while len(runs) < REPEATS and sum(runs) + first <= BUDGET:
+        runs.append(timed(fn)[1])
+    return out, statistics.median(runs)
 
 
 def peak_memory() -> str:
@@ -92,7 +108,7 @@ def throughput(loss, d, depth, sizes, t1, options):
             batched = lambda: lf.solve_batch("factor", loss, ws0, t1, chunk_size=chunk,
                                              **options)
             _, first = timed(batched)
-            out, runs[name] = timed(batched)
+            out, runs[name] = timed_median(batched)
             compiles[name] = first - runs[name]
             assert bool(out.success.all()), out.message
         # The loop's compile is paid once per shape (B = 1 shows it); later calls reuse.
@@ -101,10 +117,12 @@ def throughput(loss, d, depth, sizes, t1, options):
         # Loops over more than 64 seeds are timed on 64 and scaled (B = 8192 on a GPU
         # would take minutes at ~60 ms a solve).
         timed_seeds = min(B, 64)
-        start = time.perf_counter()
-        for i in range(timed_seeds):
-            jax.block_until_ready(single(member(ws0, i)))
-        loop = (time.perf_counter() - start) * B / timed_seeds
+
+        def loop_of_singles():
+            for i in range(timed_seeds):
+                jax.block_until_ready(single(member(ws0, i)))
+
+        loop = timed_median(loop_of_singles)[1] * B / timed_seeds
         print(f"{B:5d} {runs['vmap']:8.3f} {runs['seq']:8.3f} {runs['auto']:8.3f} "
               f"{strategy_of(loss, ws0, depth)} {loop:8.3f} {loop / runs['vmap']:6.2f} "
               f"{loop / runs['seq']:6.2f} {loop / runs['auto']:6.2f} "
@@ -152,6 +170,7 @@ def completion(depths, B):
 
 
 def main():
+    global REPEATS, BUDGET
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-batch", type=int, default=1024,
                         help="largest B of 1, 16, 64, 256, 1024, 8192 to run (default 1024)")
@@ -163,7 +182,12 @@ def main():
     parser.add_argument("--utilization-batch", type=int, default=64)
     parser.add_argument("--chunks", type=int, default=4,
                         help="utilization: sorted seeds solved in this many chunks")
+    parser.add_argument("--repeats", type=int, default=REPEATS,
+                        help="runs per wall time, the median shown (default 5)")
+    parser.add_argument("--budget", type=float, default=BUDGET,
+                        help="seconds a wall time's repeats may take (default 20)")
     args = parser.parse_args()
+    REPEATS, BUDGET = args.repeats, args.budget
     print(f"backend: {jax.default_backend()}, devices: {jax.device_count()} "
           f"({jax.devices()[0].device_kind}), jax {jax.__version__}")
     for d in args.dims:

@@ -117,4 +117,7 @@ def check_on_host(method, solve_one, loss, init, args, kwargs):
 
 
 def _take(tree, index):
-    return jax.tree_util.tree_map(lambda x: x[index], tree)
+    """Member `index` of `tree`: a NumPy view of a concrete leaf (no dispatch per
+    leaf; the checks read shapes, dtypes and values), a traced leaf indexed."""
+    take = lambda x: np.asarray(x)[index] if _checks.is_concrete(x) else x[index]
+    return jax.tree_util.tree_map(take, tree)
