@@ -10,6 +10,9 @@ faster than odeint):
   (`lnn_flow._controller`: `PIDController(pcoeff=0.4, icoeff=0.3)`) on the flat state,
   returning only the end-to-end matrix at the saves: what any lnn_flow solve costs at
   least with these settings.
+- `floor + losses`: the floor that also returns the loss at every save (one
+  vmapped loss over the saved end-to-end matrices): the least a result with a loss
+  curve computes on top of the solve.
 - `compiled solve`: lnn_flow's compiled program alone (`lnn_flow._solve._solve`, the
   options checked beforehand): the floor plus the full `FlowSolution` (losses, factors
   and end-to-end matrices at every save, final values, flags, counts).
@@ -36,7 +39,7 @@ import lnn_flow as lf
 from lnn_flow import _controller, _factor, _flat, _options, _solve
 
 
-def diffrax_floor(loss, ws, ts, rtol, atol):
+def diffrax_floor(loss, ws, ts, rtol, atol, losses=False):
     system, y0 = _flat.flat(_factor._FactorSystem(loss, len(ws)), ws)
 
     @jax.jit
@@ -48,7 +51,10 @@ def diffrax_floor(loss, ws, ts, rtol, atol):
                 rtol=rtol, atol=atol, pcoeff=_controller.PCOEFF, icoeff=_controller.ICOEFF
             ),
         )
-        return jax.vmap(system.end_to_end)(sol.ys), sol.stats["num_steps"]
+        W = jax.vmap(system.end_to_end)(sol.ys)
+        if losses:
+            return W, sol.stats["num_steps"], jax.vmap(system.loss)(W)
+        return W, sol.stats["num_steps"]
 
     return lambda: run(y0, system, ts)
 
@@ -80,6 +86,7 @@ def main():
         rows = {
             "jax-odeint": odeint.timer,
             "diffrax floor": diffrax_floor(loss, ws, ts, rtol, atol),
+            "floor + losses": diffrax_floor(loss, ws, ts, rtol, atol, losses=True),
             "compiled solve": lambda: _solve._solve(
                 system, ws, **checked, dense=False, progress_meter=_solve._NO_METER)[0],
             "factor_flow": flow,
@@ -96,7 +103,7 @@ def main():
         for name, out in outputs.items():
             if name == "jax-odeint":
                 W, evals = out, count(rtol, atol)
-            elif name == "diffrax floor":
+            elif name in ("diffrax floor", "floor + losses"):
                 W, evals = out[0][None], int(_solve._vector_field_evals(diffrax.Tsit5(), out[1]))
             else:
                 W, evals = out.end_to_end[None], int(out.stats.num_vector_field_evals)
