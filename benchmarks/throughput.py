@@ -46,15 +46,12 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-REPEATS, BUDGET = 5, 20.0  # set from the command line
-
-
-def timed_median(fn):
-    """`fn`'s output and median wall time over up to `REPEATS` runs, stopping once
-    another run would take the total past `BUDGET` seconds."""
+def timed_median(fn, repeats, budget):
+    """`fn`'s output and median wall time over up to `repeats` runs, stopping once
+    another run would take the total past `budget` seconds."""
     out, first = timed(fn)
     runs = [first]
-    while len(runs) < REPEATS and sum(runs) + first <= BUDGET:
+    while len(runs) < repeats and sum(runs) + first <= budget:
         runs.append(timed(fn)[1])
     return out, statistics.median(runs)
 
@@ -92,7 +89,7 @@ def strategy_of(loss, ws0, depth) -> str:
     return f"{name:>7} {batched / single:5.2f}"
 
 
-def throughput(loss, d, depth, sizes, t1, options):
+def throughput(loss, d, depth, sizes, t1, options, timing):
     """Per B: the batched call with every `chunk_size` strategy (all vmapped `None`,
     one after another `1`, and `"auto"`) against a loop of single solves."""
     print(f"{'B':>5} {'vmap s':>8} {'seq s':>8} {'auto s':>8} {'auto':>7} {'field':>5} "
@@ -108,7 +105,7 @@ def throughput(loss, d, depth, sizes, t1, options):
             batched = lambda: lf.solve_batch("factor", loss, ws0, t1, chunk_size=chunk,
                                              **options)
             _, first = timed(batched)
-            out, runs[name] = timed_median(batched)
+            out, runs[name] = timed_median(batched, *timing)
             compiles[name] = first - runs[name]
             assert bool(out.success.all()), out.message
         # The loop's compile is paid once per shape (B = 1 shows it); later calls reuse.
@@ -122,7 +119,7 @@ def throughput(loss, d, depth, sizes, t1, options):
             for i in range(timed_seeds):
                 jax.block_until_ready(single(member(ws0, i)))
 
-        loop = timed_median(loop_of_singles)[1] * B / timed_seeds
+        loop = timed_median(loop_of_singles, *timing)[1] * B / timed_seeds
         print(f"{B:5d} {runs['vmap']:8.3f} {runs['seq']:8.3f} {runs['auto']:8.3f} "
               f"{strategy_of(loss, ws0, depth)} {loop:8.3f} {loop / runs['vmap']:6.2f} "
               f"{loop / runs['seq']:6.2f} {loop / runs['auto']:6.2f} "
@@ -156,7 +153,7 @@ def utilization(loss, B, chunks):
               f"(sorted utilization {chunk_used:.2f})", flush=True)
 
 
-def completion(depths, B):
+def completion(depths, B, timing):
     """The 100 x 100 rank-5 completion from 2000 observed entries (the completion
     study's problem), each seed stopped when its loss fell by 1e-6."""
     loss, _ = lf.problems.random_matrix_completion(jax.random.PRNGKey(0), (100, 100), 5,
@@ -166,11 +163,10 @@ def completion(depths, B):
     for depth in depths:
         print(f"\ncompletion 100 x 100, rank 5, 2000 observed entries, depth {depth}, "
               f"balanced init {SCALE}, stop at loss {threshold:.3g}")
-        throughput(loss, 100, depth, [B], 1e5 * 2000, options)
+        throughput(loss, 100, depth, [B], 1e5 * 2000, options, timing)
 
 
 def main():
-    global REPEATS, BUDGET
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-batch", type=int, default=1024,
                         help="largest B of 1, 16, 64, 256, 1024, 8192 to run (default 1024)")
@@ -182,12 +178,12 @@ def main():
     parser.add_argument("--utilization-batch", type=int, default=64)
     parser.add_argument("--chunks", type=int, default=4,
                         help="utilization: sorted seeds solved in this many chunks")
-    parser.add_argument("--repeats", type=int, default=REPEATS,
+    parser.add_argument("--repeats", type=int, default=5,
                         help="runs per wall time, the median shown (default 5)")
-    parser.add_argument("--budget", type=float, default=BUDGET,
+    parser.add_argument("--budget", type=float, default=20.0,
                         help="seconds a wall time's repeats may take (default 20)")
     args = parser.parse_args()
-    REPEATS, BUDGET = args.repeats, args.budget
+    timing = (args.repeats, args.budget)
     print(f"backend: {jax.default_backend()}, devices: {jax.device_count()} "
           f"({jax.devices()[0].device_kind}), jax {jax.__version__}")
     for d in args.dims:
@@ -198,9 +194,9 @@ def main():
                                                     8 * d)
         cap = args.max_batch if d < 50 else min(args.max_batch, 64)
         sizes = [b for b in (1, 16, 64, 256, 1024, 8192) if b <= cap]
-        throughput(loss, d, DEPTH, sizes, T1, OPTIONS)
+        throughput(loss, d, DEPTH, sizes, T1, OPTIONS, timing)
     if args.completion_batch:
-        completion((2, 3), args.completion_batch)
+        completion((2, 3), args.completion_batch, timing)
     loss, _ = lf.problems.random_matrix_sensing(jax.random.PRNGKey(0), (D, D), RANK, M)
     utilization(loss, args.utilization_batch, args.chunks)
 

@@ -117,7 +117,4 @@ def check_on_host(method, solve_one, loss, init, args, kwargs):
 
 
 def _take(tree, index):
-    """Member `index` of `tree`: a NumPy view of a concrete leaf (no dispatch per
-    leaf; the checks read shapes, dtypes and values), a traced leaf indexed."""
-    take = lambda x: np.asarray(x)[index] if _checks.is_concrete(x) else x[index]
-    return jax.tree_util.tree_map(take, tree)
+    return jax.tree_util.tree_map(lambda x: x[index], tree)

@@ -23,13 +23,14 @@ def positive_part(values):
     return np.where(values > 0, values, np.nan)
 
 
-def demo_figure(curves, atol: float, agreement: float = 1e-3) -> Figure:
+def demo_figure(curves, atol: float, agreement: float | None = None) -> Figure:
     """Both flows over time per depth: loss, the factor/end-to-end gap (Theorem 1:
     zero) and Lemma 1's conserved D_j, against the factor flow's `atol`. Losses from
     a curve's `past_floor` saves on (the flows differ by more than `agreement`) are
     drawn dotted, as untrusted."""
     fig = Figure(figsize=(13, 4))
     left, middle, right = fig.subplots(1, 3)
+    any_floor = False
     for i, (depth, c) in enumerate(curves.items()):
         color = f"C{i}"
         floor = np.asarray(c.get("past_floor", np.zeros(len(c["ts"]), bool)))
@@ -40,6 +41,7 @@ def demo_figure(curves, atol: float, agreement: float = 1e-3) -> Figure:
         left.semilogy(c["ts"], trusted(c["loss_end_to_end"]), "x", ms=4, markevery=5,
                       color=color, label=f"n = {depth}: end-to-end flow")
         if floor.any():
+            any_floor = True
             start = max(int(np.argmax(floor)) - 1, 0)  # joins the solid part
             for key in ("loss_factor", "loss_end_to_end"):
                 left.semilogy(c["ts"][start:], c[key][start:], ":", lw=1, color=color,
@@ -52,9 +54,9 @@ def demo_figure(curves, atol: float, agreement: float = 1e-3) -> Figure:
     for ax in (middle, right):
         ax.axhline(atol, color="k", ls=":", lw=0.8,
                    label=f"factor flow atol {atol:.0e}")
-    floors = any(np.any(c.get("past_floor", False)) for c in curves.values())
+    why = "" if agreement is None else f", the flows differ > {agreement:.0e}"
     left.set(xlabel="t", ylabel="loss l(W(t))", title="loss along both flows" + (
-        f"\n(dotted: past floor, the flows differ > {agreement:.0e})" if floors else ""))
+        f"\n(dotted: past floor{why})" if any_floor else ""))
     middle.set(xlabel="t", ylabel="max_ij |(W_n...W_1 - W)_ij|",
                title="factor vs end-to-end gap\n(Theorem 1: zero)")
     right.set(xlabel="t", ylabel="Frobenius norm",
