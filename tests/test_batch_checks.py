@@ -1,12 +1,13 @@
 """Host-side batch checks: bad batches are refused before anything is traced, with the
 argument and the member named."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import whitened
 
-from lnn_flow._batch_checks import batch_size, check_on_host
+from lnn_flow._batch_checks import _take, batch_size, check_on_host
 from lnn_flow._methods import METHODS
 
 T1 = 1.0
@@ -56,3 +57,15 @@ def test_initial_loss_is_taken_at_the_flow_state(loss):
     W0s = np.stack([np.eye(2), 2 * np.eye(2)])  # W W^T has entry 4 at member 1
     with pytest.raises(ValueError, match=r"`init` member 1 gives a non-finite loss"):
         check("symmetric_factor", bad, W0s, T1)
+
+
+def test_member_zero_is_taken_as_indexing_takes_it():
+    jax_leaves = (jnp.arange(12.0).reshape(3, 2, 2), jnp.arange(6.0).reshape(3, 2, 1))
+    taken = _take(jax_leaves, 0)
+    assert all(isinstance(x, jax.Array) for x in taken)
+    for x, y in zip(taken, jax_leaves):
+        np.testing.assert_array_equal(x, y[0])
+    # Host arrays stay on the host: member 0 is a view, the batch is not transferred.
+    host = np.arange(12.0).reshape(3, 2, 2)
+    view = _take((host,), 0)[0]
+    assert isinstance(view, np.ndarray) and np.shares_memory(view, host)

@@ -1,6 +1,7 @@
 """The method registry: what `solve_batch` and `solve_pool` read, so a flow registered
 once is batchable and poolable."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import pytest
@@ -98,3 +99,26 @@ def test_a_newly_registered_flow_is_batchable_and_poolable(problem, monkeypatch)
                         atol=1e-13)
     assert jnp.allclose(member(pooled, 0).end_to_end, alone.end_to_end, rtol=1e-7,
                         atol=1e-8)
+
+
+def test_callables_bind_whether_or_not_they_hash():
+    # Signatures are cached by the callable; a module holding arrays cannot be hashed
+    # and is bound from its signature each time.
+    class Scaled(eqx.Module):
+        scale: jax.Array
+
+        def __call__(self, loss, init, t1, *, rtol=1e-8):
+            return init * self.scale
+
+    unhashable = Scaled(jnp.ones(()))
+    with pytest.raises(TypeError):
+        hash(unhashable)
+
+    def plain(loss, init, t1, *, rtol=1e-8):
+        return init
+
+    for flow in (unhashable, plain, plain):
+        bound = _methods.bind(flow, flow, None, jnp.eye(2), (T1,), {"rtol": 1e-6})
+        assert bound.arguments["t1"] == T1 and bound.arguments["rtol"] == 1e-6
+        with pytest.raises(TypeError, match="after `loss, init` it takes"):
+            _methods.bind(flow, flow, None, jnp.eye(2), (), {"t2": 1.0})

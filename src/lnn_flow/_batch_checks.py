@@ -117,4 +117,12 @@ def check_on_host(method, solve_one, loss, init, args, kwargs):
 
 
 def _take(tree, index):
+    leaves = jax.tree_util.tree_leaves(tree)
+    if all(isinstance(x, jax.Array) and _checks.is_concrete(x) for x in leaves):
+        return _take_compiled(tree, index)  # one dispatch for every leaf
+    return jax.tree_util.tree_map(lambda x: x[index], tree)
+
+
+@jax.jit
+def _take_compiled(tree, index):
     return jax.tree_util.tree_map(lambda x: x[index], tree)

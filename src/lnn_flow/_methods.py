@@ -8,6 +8,7 @@ registered here once is batchable and poolable, with no other file changing.
 """
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -126,7 +127,7 @@ def bind(method, flow, loss, member, args, kwargs) -> inspect.BoundArguments | N
     method takes after `init`, not an error from inside the trace. `method` is the
     registered name (or the callable itself), named in the error."""
     try:
-        signature = inspect.signature(flow)
+        signature = _signature(flow)
     except (TypeError, ValueError):  # a builtin or C callable: nothing to bind
         return None
     try:
@@ -154,6 +155,18 @@ def bind(method, flow, loss, member, args, kwargs) -> inspect.BoundArguments | N
             f"arguments of `{name}`{label}: {err}; after `loss, init` it takes "
             f"({takes}), got {len(args)} positional argument(s) {tuple(args)!r}"
         ) from None
+
+
+def _signature(flow) -> inspect.Signature:
+    try:
+        return _cached_signature(flow)
+    except TypeError:  # unhashable (e.g. a module holding arrays), or no signature
+        return inspect.signature(flow)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_signature(flow) -> inspect.Signature:
+    return inspect.signature(flow)
 
 
 def arguments(method: str, loss, member, args, kwargs) -> dict[str, Any]:
