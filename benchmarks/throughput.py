@@ -175,7 +175,8 @@ def main():
                              "64 for d >= 50 (default 10 20 50)")
     parser.add_argument("--completion-batch", type=int, default=8,
                         help="seeds of the 100 x 100 completion, depths 2 and 3 (0: skip)")
-    parser.add_argument("--utilization-batch", type=int, default=64)
+    parser.add_argument("--utilization-batch", type=int, default=64,
+                        help="seeds of the utilization section (0: skip it)")
     parser.add_argument("--chunks", type=int, default=4,
                         help="utilization: sorted seeds solved in this many chunks")
     parser.add_argument("--repeats", type=int, default=5,
@@ -197,8 +198,9 @@ def main():
         throughput(loss, d, DEPTH, sizes, T1, OPTIONS, timing)
     if args.completion_batch:
         completion((2, 3), args.completion_batch, timing)
-    loss, _ = lf.problems.random_matrix_sensing(jax.random.PRNGKey(0), (D, D), RANK, M)
-    utilization(loss, args.utilization_batch, args.chunks)
+    if args.utilization_batch:
+        loss, _ = lf.problems.random_matrix_sensing(jax.random.PRNGKey(0), (D, D), RANK, M)
+        utilization(loss, args.utilization_batch, args.chunks)
 
 
 if __name__ == "__main__":
