@@ -13,12 +13,14 @@ from lnn_flow._batch_strategy import (
     CPU_CHUNK,
     LARGE_FIELD_MARGIN,
     LARGE_FIELD_SECONDS,
+    SMALL_CHUNK_ENTRIES,
     SMALL_STATE,
     VMAP_MARGIN,
     auto_chunk_size,
     choose,
     field_costs,
     pays_to_vmap,
+    small_state_chunk,
 )
 from lnn_flow._factor import _FactorSystem
 
@@ -68,6 +70,20 @@ def test_small_states_are_vmapped_without_measuring(measured):
     assert sum(w[0].size for w in ws) < SMALL_STATE
     assert choose("factor", loss, ws, (T1,), {}, 4, CPU) is None
     assert calls == []
+
+
+def test_small_states_are_chunked_to_fit_in_cache(measured):
+    calls = measured(1.0, 1.0)
+    loss, _ = sensing((10, 10))
+    ws = inits(10, 70)  # 3 x 100 entries per member
+    assert choose("factor", loss, ws, (T1,), {}, 70, CPU) == 16
+    assert calls == []
+    # The largest power of two of members within SMALL_CHUNK_ENTRIES, at most CPU_CHUNK.
+    for entries in (1, 27, 128, 129, 300, SMALL_STATE - 1):
+        chunk = small_state_chunk(entries, 10_000)
+        assert chunk * entries <= max(SMALL_CHUNK_ENTRIES, entries) and chunk <= CPU_CHUNK
+        assert chunk == CPU_CHUNK or 2 * chunk * entries > SMALL_CHUNK_ENTRIES
+    assert small_state_chunk(300, 16) is None  # one chunk holds the device's seeds
 
 
 @pytest.mark.parametrize("ratio, expected", [(0.9 * VMAP_MARGIN, None), (0.95, 1)])

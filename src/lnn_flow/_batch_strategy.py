@@ -26,7 +26,9 @@ was the cheaper one, a few tens of microseconds each); where one evaluation take
 hundreds of microseconds or more the field is the solve's cost and a smaller gain pays
 (sensing at d = 50 and 100, whose measurement tensor a batched field reads once). States of fewer than [`SMALL_STATE`][] entries are
 vmapped without measuring (per-op overhead dominates there, where both ways tie in
-`benchmarks/throughput.py`); a single seed per device is solved unbatched, and so is
+`benchmarks/throughput.py`), by chunks of at most [`SMALL_CHUNK_ENTRIES`][] state
+entries in all ([`small_state_chunk`][]): a chunk of 64 such members falls out of
+cache too; a single seed per device is solved unbatched, and so is
 every seed of a `solver="auto"` batch. The
 decision is cached for the process by method, shapes and device kind.
 """
@@ -41,8 +43,10 @@ from ._methods import METHODS, arguments
 
 # Seeds per vmapped chunk on CPU: one vmap over more falls out of cache.
 CPU_CHUNK = 64
-# Below this many state entries per member a CPU batch is vmapped without measuring.
+# Below this many state entries per member a CPU batch is vmapped without measuring,
 SMALL_STATE = 512
+# by chunks of at most this many state entries in all (members x entries).
+SMALL_CHUNK_ENTRIES = 8192
 # vmap when the batched field costs per member at most this fraction of a single one,
 VMAP_MARGIN = 0.4
 # or this fraction where a single evaluation takes at least this long (seconds).
@@ -90,7 +94,7 @@ def choose(method, loss, init, args, kwargs, size: int, devices) -> int | None:
     first = jax.tree_util.tree_map(lambda x: x[0], states)
     entries = sum(x.size for x in jax.tree_util.tree_leaves(first))
     if entries < SMALL_STATE:
-        return vmapped
+        return small_state_chunk(entries, per_device)
     system = entry.system(
         loss, jax.tree_util.tree_map(lambda x: x[0], members),
         arguments(method, loss, jax.tree_util.tree_map(lambda x: x[0], members), args,
@@ -106,6 +110,15 @@ def choose(method, loss, init, args, kwargs, size: int, devices) -> int | None:
         single, batched = field_costs(system, states)
         _decisions[key] = pays_to_vmap(single, batched)
     return vmapped if _decisions[key] else 1
+
+
+def small_state_chunk(entries: int, per_device: int) -> int | None:
+    """The vmapped `chunk_size` of a CPU batch of small states (`entries` per member):
+    the largest power of two of members holding at most `SMALL_CHUNK_ENTRIES` entries,
+    capped at `CPU_CHUNK`; `None` where one chunk holds every seed of a device."""
+    fits = max(1, SMALL_CHUNK_ENTRIES // entries)
+    chunk = min(CPU_CHUNK, 1 << (fits.bit_length() - 1))
+    return None if per_device <= chunk else chunk
 
 
 def pays_to_vmap(single: float, batched: float) -> bool:
