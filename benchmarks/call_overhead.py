@@ -17,6 +17,10 @@ faster than odeint):
   options checked beforehand): the floor plus the full `FlowSolution` (losses, factors
   and end-to-end matrices at every save, final values, flags, counts).
 - `factor_flow`: the public call, argument checks included.
+- `solve_batch B=1`: `lf.solve_batch("factor", ...)` on a batch of this one seed
+  (`chunk_size="auto"`, which solves a single seed unbatched): the batch's host checks
+  (every argument, each member, one compiled initial-loss evaluation of the batch)
+  instead of `factor_flow`'s.
 - `factor_flow I`: the same with `stepsize_controller=diffrax.PIDController(rtol,
   atol)`, diffrax's default I controller, in place of lnn_flow's PI default
   (`benchmarks/controller.py` compares the two over tolerances).
@@ -90,6 +94,9 @@ def main():
             "compiled solve": lambda: _solve._solve(
                 system, ws, **checked, dense=False, progress_meter=_solve._NO_METER)[0],
             "factor_flow": flow,
+            "solve_batch B=1": lambda: lf.solve_batch(
+                "factor", loss, tuple(w[None] for w in ws), 60.0, ts, rtol=rtol, atol=atol,
+                max_steps=peers.MAX_STEPS),
             "factor_flow I": lambda: flow(stepsize_controller=i_controller),
         }
         outputs = {name: jax.block_until_ready(fn()) for name, fn in rows.items()}
@@ -105,6 +112,8 @@ def main():
                 W, evals = out, count(rtol, atol)
             elif name in ("diffrax floor", "floor + losses"):
                 W, evals = out[0][None], int(_solve._vector_field_evals(diffrax.Tsit5(), out[1]))
+            elif name == "solve_batch B=1":
+                W, evals = out.end_to_end, int(out.stats.num_vector_field_evals[0])
             else:
                 W, evals = out.end_to_end[None], int(out.stats.num_vector_field_evals)
             error = peers.trajectory_error(np.asarray(W), ref)
@@ -112,6 +121,9 @@ def main():
                   f"{wall['jax-odeint'] / wall[name]:>6.2f}", flush=True)
         print(f"{d:>4} {'host checks':>15} {'':>8} {'':>6} "
               f"{wall['factor_flow'] - wall['compiled solve']:>8.3f}   (factor_flow "
+              "less compiled solve)")
+        print(f"{d:>4} {'batch host':>15} {'':>8} {'':>6} "
+              f"{wall['solve_batch B=1'] - wall['compiled solve']:>8.3f}   (solve_batch B=1 "
               "less compiled solve)")
 
 
