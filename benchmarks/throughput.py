@@ -10,10 +10,11 @@ compiled `lax.map`; `"auto"`: the default, and which of the two it picked) vs a 
 loop calling the jitted `lf.factor_flow` once per seed, all after compilation (compile
 time reported apart: first call minus a run); each wall time is the median of
 `--repeats` runs, fewer where they would take more than `--budget` seconds in all (at
-least one: on 2 shared cores one run of the same program varies by 10-20% at d >= 50);
-x columns are per-seed speed relative to the loop (> 1: faster than the loop); "field" is the ratio `auto` decides on (the
-vmapped vector field's cost per member over a single one's, measured again here); peak memory after each B (process max RSS;
-device peak where JAX reports it).
+least one; on shared cores single runs of one program vary: at B = 1, seq and auto run
+the same program, so their columns show the spread); x columns are per-seed speed
+relative to the loop (> 1: faster than the loop); "field" is the ratio `auto` decides
+on (the vmapped vector field's cost per member over a single one's, measured again
+here); peak memory after each B (process max RSS; device peak where JAX reports it).
 
 Then the cost of vmap advancing every member until the slowest finishes: seeds whose
 init scales span 1e-4 .. 1e-2 (plateaus of very different lengths), with and without a

@@ -108,8 +108,8 @@ def solve_batch(
       `benchmarks/throughput.py` measures each way. `"auto"` (default): vmapped on
       GPU/TPU; on CPU, measured once per problem shape (`lnn_flow._batch_strategy`):
       vmapped by chunks of 64 (fewer members of a small state) where the batched
-      vector field is cheaper per member, else one seed after another, so a batch is not slower per seed than a loop of
-      single solves.
+      vector field is cheaper per member, else one seed after another, so a batch is
+      not slower per seed than a loop of single solves.
 
     Python floats among the arguments are traced, so new times, tolerances or step
     sizes reuse the compiled program. For the named methods every argument is checked

@@ -24,13 +24,13 @@ done, and the solver's own per-step work runs batched too, which weighs most whe
 field is cheap (at d = 20 a vmapped solve lost to a loop even where its batched field
 was the cheaper one, a few tens of microseconds each); where one evaluation takes
 hundreds of microseconds or more the field is the solve's cost and a smaller gain pays
-(sensing at d = 50 and 100, whose measurement tensor a batched field reads once). States of fewer than [`SMALL_STATE`][] entries are
-vmapped without measuring (per-op overhead dominates there, where both ways tie in
-`benchmarks/throughput.py`), by chunks of at most [`SMALL_CHUNK_ENTRIES`][] state
-entries in all ([`small_state_chunk`][]): a chunk of 64 such members falls out of
-cache too; a single seed per device is solved unbatched, and so is
-every seed of a `solver="auto"` batch. The
-decision is cached for the process by method, shapes and device kind.
+(sensing at d = 50 and 100, whose measurement tensor a batched field reads once).
+States of fewer than [`SMALL_STATE`][] entries are vmapped without measuring (per-op
+overhead dominates there, where both ways tie in `benchmarks/throughput.py`), by
+chunks of at most [`SMALL_CHUNK_ENTRIES`][] state entries in all
+([`small_state_chunk`][]): a chunk of 64 such members falls out of cache too. A single
+seed per device is solved unbatched, and so is every seed of a `solver="auto"` batch.
+The decision is cached for the process by method, shapes and device kind.
 """
 
 import time

@@ -159,9 +159,10 @@ def bind(method, flow, loss, member, args, kwargs) -> inspect.BoundArguments | N
 
 def _signature(flow) -> inspect.Signature:
     try:
-        return _cached_signature(flow)
-    except TypeError:  # unhashable (e.g. a module holding arrays), or no signature
+        hash(flow)
+    except TypeError:  # e.g. a module holding arrays: not cached
         return inspect.signature(flow)
+    return _cached_signature(flow)
 
 
 @functools.lru_cache(maxsize=64)
