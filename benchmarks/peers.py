@@ -28,6 +28,9 @@ Every peer is tuned to the same target (`--accuracy`, default 1e-4):
 - jax-odeint: `jax.experimental.ode.odeint` (dopri5) on `lf.factor_vector_field`,
   jitted, seeds by `jax.vmap` (B = 1: no vmap).
 - lnn_flow: `lf.factor_flow` (Tsit5; B = 1) or `lf.solve_batch("factor", ...)`.
+- lnn_flow-auto: the same with `solver="auto"` (its field evaluations: the switch
+  record's count of explicit and Chebyshev steps and probes; "-" if it took implicit
+  steps, whose Newton work is not counted).
 
 The ODE peers are tuned over rtol = 1e-3, 1e-4, ..., 1e-12 with atol = 1e-2 rtol (the
 ratio of lnn_flow's defaults and of benchmarks/flow_vs_descent.py), from loose to
@@ -77,7 +80,7 @@ import numpy as np
 import lnn_flow as lf
 
 DEPTH, RANK, SCALE = 3, 2, 1e-3
-PEERS = ("torch-gd", "torchdiffeq", "jax-odeint", "lnn_flow")
+PEERS = ("torch-gd", "torchdiffeq", "jax-odeint", "lnn_flow", "lnn_flow-auto")
 RTOLS = tuple(10.0**-e for e in range(3, 13))
 ATOL_FACTOR = 1e-2
 REF_OPTIONS = dict(solver=diffrax.Dopri8(), rtol=1e-13, atol=1e-15, max_steps=100_000)
@@ -180,24 +183,28 @@ def time_interleaved(rows, repeats):
             row.wall = statistics.median(runs[id(row)])
 
 
-def lnn_flow_peer(loss, ws0, t1, ts):
+def lnn_flow_peer(loss, ws0, t1, ts, solver=None):
     B = ws0[0].shape[0]
 
     def make(rtol, atol):
+        options = dict(rtol=rtol, atol=atol, max_steps=MAX_STEPS, solver=solver)
         if B == 1:
             one = tuple(w[0] for w in ws0)
-            solve = lambda: lf.factor_flow(loss, one, t1, ts, rtol=rtol, atol=atol,
-                                           max_steps=MAX_STEPS)
+            solve = lambda: lf.factor_flow(loss, one, t1, ts, **options)
         else:
-            solve = lambda: lf.solve_batch("factor", loss, ws0, t1, ts, rtol=rtol,
-                                           atol=atol, max_steps=MAX_STEPS)
+            solve = lambda: lf.solve_batch("factor", loss, ws0, t1, ts, **options)
 
         def fn():
             sol = jax.block_until_ready(solve())
             W = np.asarray(sol.end_to_end).reshape(B, len(ts), *ws0[0].shape[1:])
             if not np.all(np.asarray(sol.success)):
                 W = np.full_like(W, np.nan)
-            return W, int(np.max(np.asarray(sol.stats.num_vector_field_evals)))
+            evals = sol.stats.num_vector_field_evals
+            if sol.switching is not None:  # "auto": its own count (no implicit steps)
+                if np.any(np.asarray(sol.switching.num_implicit_steps) > 0):
+                    return W, None
+                evals = sol.switching.num_field_evals
+            return W, int(np.max(np.asarray(evals)))
 
         fn.timer = lambda: jax.block_until_ready(solve())
         return "one program (tolerances traced)", fn
@@ -423,7 +430,8 @@ def main():
     print(f"backend: {jax.default_backend()}, devices: {jax.devices()}, "
           f"jax {jax.__version__}, cpus: {os.cpu_count()}, "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    peers = [p for p in ("lnn_flow", "jax-odeint", "torchdiffeq", "torch-gd")
+    peers = [p for p in ("lnn_flow", "lnn_flow-auto", "jax-odeint", "torchdiffeq",
+                         "torch-gd")
              if p in args.peers]
     torch_ok = False
     if {"torch-gd", "torchdiffeq"} & set(peers):
@@ -477,6 +485,10 @@ def main():
             for peer in peers:
                 if peer == "lnn_flow":
                     row = tune_tolerance(peer, lnn_flow_peer(loss, ws0, args.t1, ts),
+                                         args.accuracy, args.repeats, ref_W)
+                elif peer == "lnn_flow-auto":
+                    row = tune_tolerance(peer, lnn_flow_peer(loss, ws0, args.t1, ts,
+                                                             "auto"),
                                          args.accuracy, args.repeats, ref_W)
                 elif peer == "jax-odeint":
                     make, count = jax_odeint_peer(loss, ws0, ts)

@@ -5,7 +5,7 @@
 for the overparameterized objective `phi(W_1, ..., W_n) = l(W_n ... W_1)` of eq. (1).
 """
 
-from typing import Unpack
+from typing import ClassVar, Unpack
 
 import equinox as eqx
 from jaxtyping import ArrayLike, Float
@@ -35,6 +35,7 @@ class _FactorSystem(AbstractFlowSystem):
 
     loss: Loss
     depth: int = eqx.field(static=True)
+    gradient_flow: ClassVar[bool] = True  # eq. (2): minus the gradient of phi
 
     def vector_field(self, t, ws, args):
         return _field(self.loss, ws)

@@ -65,6 +65,10 @@ class FlatSystem(AbstractFlowSystem):
         self.loss = system.loss
         self.depth = system.depth
 
+    @property
+    def gradient_flow(self) -> bool:
+        return self.system.gradient_flow
+
     def vector_field(self, t, y, args):
         dy = self.system.vector_field(t, self.layout.unravel(y), args)
         return self.layout.ravel(dy)

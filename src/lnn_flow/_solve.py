@@ -20,7 +20,7 @@ from ._events import stop_event, stop_flags
 from ._flat import FlatSystem, flat
 from ._options import SolveOptions, check_output, prepare, warn_dense_memory
 from ._result import FlowSolution, SolverStats, all_finite
-from ._switching import auto_solver, switch_record
+from ._switching import Switching, auto_solver, switch_record
 from ._system import AbstractFlowSystem
 
 
@@ -82,16 +82,16 @@ def _solve(
     start = jnp.isfinite(initial_loss)
     t1, ts = jnp.where(start, t1, t0), jnp.where(start, ts, t0)
     system, y0 = flat(system, y0)  # the solver steps one vector (`_flat`)
-    auto = isinstance(solver, str)  # "auto", checked by `prepare`
-    if auto:
-        solver = auto_solver(y0.size, rtol, atol)
+    if isinstance(solver, str):  # "auto", checked by `prepare`
+        solver = auto_solver(y0.size, rtol, atol, system.gradient_flow)
+    switching = isinstance(solver, Switching)
     stepsize_controller = controller(solver, stepsize_controller, rtol, atol)
     event = stop_event(system, loss_threshold, steady_state, rtol, atol)
     saveat = diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)],
         dense=dense,
         controller_state=True,
-        solver_state=auto,
+        solver_state=switching,
     )
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(system.vector_field),
@@ -127,7 +127,7 @@ def _solve(
         diverged=diverged_flag(stepsize_controller, sol.controller_state),
         stop_modes=(loss_threshold is not None, steady_state),
         solution=sol if dense else None,
-        switching=switch_record(t0, sol.solver_state) if auto else None,
+        switching=switch_record(t0, sol.solver_state) if switching else None,
     )
     return solution, initial_loss
 

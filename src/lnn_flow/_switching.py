@@ -39,12 +39,22 @@ from typing import Any, ClassVar
 
 import diffrax
 import equinox as eqx
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 import optimistix as optx
-from jaxtyping import Array, Bool, Float, Int, PyTree
+from jaxtyping import Array, Float, Int, PyTree
+
+from ._chebyshev import (
+    RKC2,
+    ChebyshevInterpolation,
+    chebyshev_step,
+    num_stages,
+    power_step,
+    random_direction,
+)
 
 # The Newton stop's absolute floor, in units of the residual's rounding
 # `eps |lambda|_max |y| sqrt(n)` ([`Switching._noise_floored`][]).
@@ -58,6 +68,14 @@ MAX_SWITCHES = 32
 # (benchmarks/stiff_tails.py --cases root_finders: at 300 entries GMRES was already
 # the faster, a dense Jacobian costing one JVP per entry per Newton iteration).
 DENSE_MAX = 64
+# The methods of `solver="auto"` (`_SwitchState.mode`).
+EXPLICIT, CHEBYSHEV, IMPLICIT = 0, 1, 2
+# Tsit5's field evaluations per step (7 stages, the first shared with the last).
+TSIT5_EVALS = 6
+# An implicit step's cost in field evaluations, for the switch from Chebyshev steps:
+# Kvaerno5's five implicit stages, each a few Newton iterations, each a dense
+# Jacobian (one JVP per entry, DENSE_MAX at most) or GMRES's mat-vecs (JVPs).
+IMPLICIT_COST = 200
 
 
 def _stage_difference_weights() -> np.ndarray:
@@ -111,44 +129,63 @@ def implicit_solver(size: int, rtol, atol, dense_max: int = DENSE_MAX) -> diffra
 
 
 class _SwitchState(eqx.Module):
-    inner: Any  # the FSAL state both solvers share: (first step, f(y0))
-    implicit: Bool[Array, ""]
+    inner: Any  # the FSAL state all three methods share: (first step, f(y0))
+    mode: Int[Array, ""]  # EXPLICIT, CHEBYSHEV or IMPLICIT
+    proposal: Int[Array, ""]  # the mode the running streak of votes asks for
     streak: Int[Array, ""]
     direction: PyTree[Array]  # the power iteration's vector
     rho: Float[Array, ""]  # its latest estimate of |lambda|_max
     num_steps: Int[Array, ""]  # accepted
+    num_chebyshev_steps: Int[Array, ""]
     num_implicit_steps: Int[Array, ""]
+    num_evals: Int[Array, ""]  # of accepted explicit and Chebyshev steps and probes
     num_switches: Int[Array, ""]
     switch_times: Float[Array, " MAX_SWITCHES"]
+    switch_modes: Int[Array, " MAX_SWITCHES"]
 
 
 class _SwitchingInterpolation(diffrax.AbstractLocalInterpolation):
-    """Tsit5's interpolation over explicit steps, Kvaerno5's over implicit ones."""
+    """Tsit5's interpolation over explicit steps, the cubic Hermite over Chebyshev
+    steps ([`lnn_flow._chebyshev.ChebyshevInterpolation`][]) and Kvaerno5's over
+    implicit ones."""
 
     t0: Float[Array, ""]
     t1: Float[Array, ""]
     y0: PyTree[Array]
     y1: PyTree[Array]
     k: PyTree[Array]
-    implicit: Bool[Array, ""]
+    mode: Int[Array, ""]
 
     def evaluate(self, t0, t1=None, left: bool = True):
         parts = dict(t0=self.t0, t1=self.t1, y0=self.y0, y1=self.y1, k=self.k)
         explicit = diffrax.Tsit5.interpolation_cls(**parts).evaluate(t0, t1, left)
+        chebyshev = ChebyshevInterpolation(**parts).evaluate(t0, t1, left)
         implicit = diffrax.Kvaerno5.interpolation_cls(**parts).evaluate(t0, t1, left)
         return jax.tree_util.tree_map(
-            lambda e, i: jnp.where(self.implicit, i, e), explicit, implicit
+            lambda e, c, i: jnp.select([self.mode == EXPLICIT, self.mode == CHEBYSHEV],
+                                       [e, c], i),
+            explicit, chebyshev, implicit,
         )
 
 
 class Switching(diffrax.AbstractAdaptiveSolver):
-    """Tsit5 and an implicit Kvaerno5 ([`implicit_solver`][]), switched on the
-    stiffness estimate of the module docstring. Both are 5th-order FSAL Runge-Kutta
-    methods with 7 stages and the same solver state, so a switch costs nothing."""
+    """Tsit5, second-order Runge-Kutta-Chebyshev ([`lnn_flow._chebyshev.RKC2`][]) and
+    an implicit Kvaerno5 ([`implicit_solver`][]), switched on the stiffness estimate
+    and cost model of the module docstring. All three are first-same-as-last methods
+    with the same solver state `(first step, f(y0))`, so a switch costs nothing.
+
+    `symmetric=False` leaves the Chebyshev steps out (Tsit5 and Kvaerno5 only): for a
+    system whose Jacobian may have eigenvalues far from the real axis.
+    """
 
     implicit_solver: diffrax.Kvaerno5
-    to_implicit: float = 0.5 * TSIT5_STABILITY
-    to_explicit: float = 0.3 * TSIT5_STABILITY
+    chebyshev: RKC2 = RKC2()
+    symmetric: bool = True
+    implicit_cost: float = IMPLICIT_COST
+    to_implicit: float = 0.5 * TSIT5_STABILITY  # leave Tsit5 at h rho >= this
+    to_explicit: float = 0.3 * TSIT5_STABILITY  # implicit -> Tsit5 at h rho < this
+    error_scale: float = 10.0  # the Chebyshev steps' error estimate, weighed
+    margin: float = 3.0  # Chebyshev -> Tsit5 once Tsit5 costs 1/margin of it
     patience: int = 15
     probe_every: int = 4
 
@@ -172,66 +209,111 @@ class Switching(diffrax.AbstractAdaptiveSolver):
 
     def init(self, terms, t0, t1, y0, args) -> _SwitchState:
         inner = self.explicit_solver.init(terms, t0, t1, y0, args)
-        leaves = jax.tree_util.tree_leaves(y0)
-        dtype = leaves[0].dtype
-        keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
-        treedef = jax.tree_util.tree_structure(y0)
-        direction = jax.tree_util.tree_unflatten(
-            treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
-        )
-        direction = jax.tree_util.tree_map(lambda x: x / _norm(direction), direction)
+        dtype = jax.tree_util.tree_leaves(y0)[0].dtype
         zero = jnp.asarray(0, jnp.int32)
         return _SwitchState(
-            inner=inner, implicit=jnp.asarray(False), streak=zero, direction=direction,
-            rho=jnp.zeros((), dtype), num_steps=zero, num_implicit_steps=zero,
+            inner=inner, mode=zero, proposal=zero, streak=zero,
+            direction=random_direction(y0), rho=jnp.zeros((), dtype), num_steps=zero,
+            num_chebyshev_steps=zero, num_implicit_steps=zero, num_evals=zero,
             num_switches=zero, switch_times=jnp.full((MAX_SWITCHES,), jnp.nan, dtype),
+            switch_modes=jnp.full((MAX_SWITCHES,), -1, jnp.int32),
         )
 
     def step(self, terms, t0, t1, y0, args, solver_state: _SwitchState, made_jump):
         state = solver_state
         h = jnp.abs(t1 - t0)
+        vf = lambda t, y: terms.vf(t, y, args)
+        first = jnp.asarray(state.inner[0] | made_jump).astype(jnp.int32)
+        zero = jnp.zeros((), h.dtype)
 
         def explicit(_):
             out = self.explicit_solver.step(terms, t0, t1, y0, args, state.inner, made_jump)
-            return out, explicit_stiffness(out[2]["k"])
+            return out, explicit_stiffness(out[2]["k"]), 6 + first
+
+        def chebyshev(_):
+            f0 = jax.lax.cond(eqxi.unvmap_any(first > 0), lambda: vf(t0, y0),
+                              lambda: state.inner[1])
+            c = self.chebyshev
+            y1, f1, error, s = chebyshev_step(vf, t0, t1, y0, f0, state.rho, c.damping,
+                                              c.safety, c.min_stages, c.max_stages)
+            k = jax.tree_util.tree_map(
+                lambda a, b: jnp.zeros((7,) + a.shape, a.dtype).at[0].set((t1 - t0) * a)
+                .at[6].set((t1 - t0) * b), f0, f1)
+            inner = (jnp.asarray(False), f1)
+            error = jax.tree_util.tree_map(lambda e: self.error_scale * e, error)
+            out = (y1, error, dict(y0=y0, y1=y1, k=k), inner, diffrax.RESULTS.successful)
+            return out, zero, s + first
 
         def implicit(_):
             solver = self._noise_floored(state, y0)
             out = solver.step(terms, t0, t1, y0, args, state.inner, made_jump)
-            return out, jnp.zeros((), h.dtype)
+            return out, zero, jnp.zeros((), jnp.int32)
 
-        (y1, err, info, inner, result), h_rho_stages = jax.lax.cond(
-            state.implicit, implicit, explicit, None
+        (y1, err, info, inner, result), h_rho_stages, evals = jax.lax.switch(
+            state.mode, (explicit, chebyshev, implicit), None
         )
-        probe = state.implicit | (state.num_steps % self.probe_every == 0)
+        inner = (jnp.asarray(inner[0]), inner[1])
+        # Kvaerno5's last stage solves f to Newton's tolerance: probe at f(y1) itself.
+        probe = (state.mode != EXPLICIT) | (state.num_steps % self.probe_every == 0)
         direction, rho = jax.lax.cond(
             probe,
-            lambda: self._power_step(terms, t1, y1, args, state),
+            lambda: power_step(vf, t1, y1, jax.lax.cond(
+                state.mode == IMPLICIT, lambda: vf(t1, y1), lambda: inner[1]),
+                state.direction, state.rho),
             lambda: (state.direction, state.rho),
         )
+        evals = evals + probe.astype(jnp.int32)
         h_rho = jnp.maximum(h * rho, h_rho_stages)
-        vote = jnp.where(state.implicit, h_rho < self.to_explicit,
-                         h_rho >= self.to_implicit)
-        streak = jnp.where(vote, state.streak + 1, 0)
+        proposal = self._proposal(state.mode, h_rho)
+        streak = jnp.where(proposal == state.mode, 0,
+                           jnp.where(proposal == state.proposal, state.streak + 1, 1))
         switch = streak >= self.patience
         slot = jnp.minimum(state.num_switches, MAX_SWITCHES - 1)
         record = switch & (state.num_switches < MAX_SWITCHES)
         one = lambda flag: flag.astype(jnp.int32)
+        mode = jnp.where(switch, proposal, state.mode)
         new_state = _SwitchState(
             inner=inner,
-            implicit=state.implicit ^ switch,
+            mode=mode,
+            proposal=proposal,
             streak=jnp.where(switch, 0, streak),
             direction=direction,
             rho=rho,
             num_steps=state.num_steps + 1,
-            num_implicit_steps=state.num_implicit_steps + one(state.implicit),
+            num_chebyshev_steps=state.num_chebyshev_steps + one(state.mode == CHEBYSHEV),
+            num_implicit_steps=state.num_implicit_steps + one(state.mode == IMPLICIT),
+            num_evals=state.num_evals + evals,
             num_switches=state.num_switches + one(switch),
             switch_times=state.switch_times.at[slot].set(
                 jnp.where(record, t1, state.switch_times[slot])
             ),
+            switch_modes=state.switch_modes.at[slot].set(
+                jnp.where(record, mode, state.switch_modes[slot])
+            ),
         )
-        dense_info = dict(info, implicit=state.implicit)
+        dense_info = dict(info, mode=state.mode)
         return y1, err, dense_info, new_state, result
+
+    def _proposal(self, mode, h_rho) -> Int[Array, ""]:
+        """The mode this step votes for (module docstring's cost model): from Tsit5,
+        once `h rho >= to_implicit` (stability-bound); from the Chebyshev steps, back
+        to Tsit5 where its steps at their stability limit cost less per unit time, or
+        on to implicit steps once `s + 1` field evaluations exceed `implicit_cost`;
+        from implicit steps, back to Tsit5 below `to_explicit` or to the Chebyshev
+        steps once `s + 1 < implicit_cost / 2`."""
+        c = self.chebyshev
+        cost = num_stages(c.safety * h_rho, c.min_stages, c.max_stages) + 1
+        stiff = CHEBYSHEV if self.symmetric else IMPLICIT
+        from_explicit = jnp.where(h_rho >= self.to_implicit, stiff, EXPLICIT)
+        explicit_cheaper = cost * TSIT5_STABILITY > self.margin * TSIT5_EVALS * h_rho
+        from_chebyshev = jnp.select(
+            [explicit_cheaper, cost > self.implicit_cost],
+            [EXPLICIT, IMPLICIT], CHEBYSHEV)
+        back = self.symmetric & (cost < 0.5 * self.implicit_cost)
+        from_implicit = jnp.select([h_rho < self.to_explicit, back],
+                                   [EXPLICIT, CHEBYSHEV], IMPLICIT)
+        return jnp.select([mode == EXPLICIT, mode == CHEBYSHEV],
+                          [from_explicit, from_chebyshev], from_implicit).astype(jnp.int32)
 
     def _noise_floored(self, state: _SwitchState, y) -> diffrax.Kvaerno5:
         """The implicit solver with its Newton `atol` raised, where needed, above the
@@ -249,56 +331,58 @@ class Switching(diffrax.AbstractAdaptiveSolver):
         return eqx.tree_at(lambda s: s.root_finder.atol, self.implicit_solver,
                            jnp.maximum(finder.atol, floor))
 
-    @staticmethod
-    def _power_step(terms, t, y, args, state: _SwitchState):
-        """One power-iteration step on `df/dy` at `y`: the new unit vector and
-        `||J v||`, an estimate of `|lambda|_max` (kept where `J v` is zero or not
-        finite)."""
-        _, jv = jax.jvp(lambda x: terms.vf(t, x, args), (y,), (state.direction,))
-        rho = _norm(jv)
-        ok = jnp.isfinite(rho) & (rho > 0)
-        safe = jnp.where(ok, rho, 1.0)
-        direction = jax.tree_util.tree_map(
-            lambda v, old: jnp.where(ok, v / safe, old), jv, state.direction
-        )
-        return direction, jnp.where(ok, rho, state.rho)
+
+def auto_solver(size: int, rtol, atol, symmetric: bool = True) -> Switching:
+    """The solver of `solver="auto"` for a state of `size` entries; `symmetric`: the
+    system's Jacobian is symmetric (a gradient flow), so Chebyshev steps fit it."""
+    return Switching(implicit_solver(size, rtol, atol), symmetric=symmetric)
 
 
-def auto_solver(size: int, rtol, atol) -> Switching:
-    """The solver of `solver="auto"` for a state of `size` entries."""
-    return Switching(implicit_solver(size, rtol, atol))
+METHOD_NAMES = ("explicit", "chebyshev", "implicit")
 
 
 class SwitchRecord(eqx.Module):
     """Which method ran when, in a `solver="auto"` solve (`FlowSolution.switching`).
 
     The solve starts explicit (Tsit5) at `t0` and changes method at each of the first
-    `num_switches` entries of `switch_times` (NaN beyond; at most `MAX_SWITCHES` are
-    timed, all are counted). Steps are accepted ones."""
+    `num_switches` entries of `switch_times`, to the method of the same entry of
+    `switch_modes` (0 explicit, 1 Chebyshev, 2 implicit; NaN and -1 beyond; at most
+    `MAX_SWITCHES` are timed, all are counted). Steps are accepted ones;
+    `num_field_evals` counts the field evaluations of the accepted explicit and
+    Chebyshev steps and of the stiffness probes (not the implicit steps' Newton and
+    GMRES work, nor rejected steps)."""
 
     t0: Float[Array, ""]
     switch_times: Float[Array, " MAX_SWITCHES"]
+    switch_modes: Int[Array, " MAX_SWITCHES"]
     num_switches: Int[Array, ""]
     num_implicit_steps: Int[Array, ""]
+    num_chebyshev_steps: Int[Array, ""]
     num_explicit_steps: Int[Array, ""]
+    num_field_evals: Int[Array, ""]
 
     def intervals(self, t_final) -> list[tuple[str, float, float]]:
         """`[(method, start, end), ...]` for ONE solve (no batch axis), ending at
-        `t_final` (the solution's): `method` is "explicit" or "implicit"."""
+        `t_final` (the solution's): `method` is "explicit", "chebyshev" or
+        "implicit"."""
         if np.ndim(self.num_switches) != 0:
             raise ValueError("`intervals` reads one solve; index a batch first, e.g. "
                              "jax.tree_util.tree_map(lambda x: x[i], sol.switching)")
         n = min(int(self.num_switches), MAX_SWITCHES)
         edges = [float(self.t0), *np.asarray(self.switch_times)[:n].tolist(),
                  float(t_final)]
-        names = ("explicit", "implicit")
-        return [(names[i % 2], a, b) for i, (a, b) in enumerate(zip(edges, edges[1:]))]
+        modes = [EXPLICIT, *np.asarray(self.switch_modes)[:n].tolist()]
+        return [(METHOD_NAMES[m], a, b) for m, a, b in zip(modes, edges, edges[1:])]
 
 
 def switch_record(t0, state: _SwitchState) -> SwitchRecord:
     """The record of a finished solve from its final solver state."""
     return SwitchRecord(
         t0=jnp.asarray(t0), switch_times=state.switch_times,
-        num_switches=state.num_switches, num_implicit_steps=state.num_implicit_steps,
-        num_explicit_steps=state.num_steps - state.num_implicit_steps,
+        switch_modes=state.switch_modes, num_switches=state.num_switches,
+        num_implicit_steps=state.num_implicit_steps,
+        num_chebyshev_steps=state.num_chebyshev_steps,
+        num_explicit_steps=(state.num_steps - state.num_implicit_steps
+                            - state.num_chebyshev_steps),
+        num_field_evals=state.num_evals,
     )

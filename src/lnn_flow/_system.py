@@ -44,6 +44,10 @@ class AbstractFlowSystem(eqx.Module):
     # `FlowSolution.evaluate` applies to the factors of the dense output. The matrix
     # product `W_n ... W_1` unless a system's factors combine otherwise (CP factors).
     combine: ClassVar[Callable[..., Array]] = staticmethod(_matrix_product)
+    # The vector field is minus a gradient, `-grad phi(y)`: its Jacobian `-H` is
+    # symmetric with a real spectrum, the case of Chebyshev steps (`solver="auto"`,
+    # [`lnn_flow._switching`][]). False: no such promise (implicit steps only).
+    gradient_flow: ClassVar[bool] = False
 
     @abc.abstractmethod
     def vector_field(self, t: Float[Array, ""], y: PyTree[Array], args) -> PyTree[Array]:

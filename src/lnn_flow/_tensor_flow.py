@@ -45,6 +45,7 @@ class _CPSystem(AbstractFlowSystem):
     loss: Loss
     depth: int = eqx.field(static=True)
     combine: ClassVar = staticmethod(product)
+    gradient_flow: ClassVar[bool] = True
 
     def vector_field(self, t, fs, args):
         return _field(self.loss, fs)
