@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from ._chebyshev import RKC2
 from ._methods import METHODS, arguments
 
 # Seeds per vmapped chunk on CPU: one vmap over more falls out of cache.
@@ -82,10 +83,11 @@ def choose(method, loss, init, args, kwargs, size: int, devices) -> int | None:
         or any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(init))
     ):
         return vmapped
-    if kwargs.get("solver") == "auto":
-        # Under vmap its `lax.cond` between explicit and implicit steps runs both for
-        # every member; one after another it stays a branch
-        # (`benchmarks/stiff_tails.py --cases batch`).
+    solver = kwargs.get("solver")
+    if (isinstance(solver, str) and solver == "auto") or isinstance(solver, RKC2):
+        # Under vmap the `lax.switch` of "auto" runs every kind of step for every
+        # member, and RKC2's stage loop runs the largest member's stage count; one
+        # after another each stays its own (`benchmarks/stiff_tails.py --cases batch`).
         return 1
     entry = METHODS[method]
     width = min(per_device, CPU_CHUNK)

@@ -182,6 +182,7 @@ def solve_group(
     }
     if sol.switching is not None:  # solver "auto"
         arrays["num_implicit_steps"] = sol.switching.num_implicit_steps
+        arrays["num_chebyshev_steps"] = sol.switching.num_chebyshev_steps
         arrays["num_switches"] = sol.switching.num_switches
     if family(study.method) == "tensor":
         arrays.update(_tensor_arrays(sol, ws0, config["rank_cutoff"]))

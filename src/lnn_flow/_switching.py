@@ -133,6 +133,7 @@ class _SwitchState(eqx.Module):
     mode: Int[Array, ""]  # EXPLICIT, CHEBYSHEV or IMPLICIT
     proposal: Int[Array, ""]  # the mode the running streak of votes asks for
     streak: Int[Array, ""]
+    bounces: Int[Array, ""]  # switches out of Chebyshev steps
     direction: PyTree[Array]  # the power iteration's vector
     rho: Float[Array, ""]  # its latest estimate of |lambda|_max
     num_steps: Int[Array, ""]  # accepted
@@ -185,6 +186,7 @@ class Switching(diffrax.AbstractAdaptiveSolver):
     to_implicit: float = 0.5 * TSIT5_STABILITY  # leave Tsit5 at h rho >= this
     to_explicit: float = 0.3 * TSIT5_STABILITY  # implicit -> Tsit5 at h rho < this
     error_scale: float = 10.0  # the Chebyshev steps' error estimate, weighed
+    max_bounces: int = 8
     margin: float = 3.0  # Chebyshev -> Tsit5 once Tsit5 costs 1/margin of it
     patience: int = 15
     probe_every: int = 4
@@ -212,7 +214,7 @@ class Switching(diffrax.AbstractAdaptiveSolver):
         dtype = jax.tree_util.tree_leaves(y0)[0].dtype
         zero = jnp.asarray(0, jnp.int32)
         return _SwitchState(
-            inner=inner, mode=zero, proposal=zero, streak=zero,
+            inner=inner, mode=zero, proposal=zero, streak=zero, bounces=zero,
             direction=random_direction(y0), rho=jnp.zeros((), dtype), num_steps=zero,
             num_chebyshev_steps=zero, num_implicit_steps=zero, num_evals=zero,
             num_switches=zero, switch_times=jnp.full((MAX_SWITCHES,), jnp.nan, dtype),
@@ -264,7 +266,7 @@ class Switching(diffrax.AbstractAdaptiveSolver):
         )
         evals = evals + probe.astype(jnp.int32)
         h_rho = jnp.maximum(h * rho, h_rho_stages)
-        proposal = self._proposal(state.mode, h_rho)
+        proposal = self._proposal(state.mode, h_rho, state.bounces)
         streak = jnp.where(proposal == state.mode, 0,
                            jnp.where(proposal == state.proposal, state.streak + 1, 1))
         switch = streak >= self.patience
@@ -277,6 +279,7 @@ class Switching(diffrax.AbstractAdaptiveSolver):
             mode=mode,
             proposal=proposal,
             streak=jnp.where(switch, 0, streak),
+            bounces=state.bounces + one(switch & (state.mode == CHEBYSHEV)),
             direction=direction,
             rho=rho,
             num_steps=state.num_steps + 1,
@@ -294,22 +297,28 @@ class Switching(diffrax.AbstractAdaptiveSolver):
         dense_info = dict(info, mode=state.mode)
         return y1, err, dense_info, new_state, result
 
-    def _proposal(self, mode, h_rho) -> Int[Array, ""]:
+    def _proposal(self, mode, h_rho, bounces) -> Int[Array, ""]:
         """The mode this step votes for (module docstring's cost model): from Tsit5,
         once `h rho >= to_implicit` (stability-bound); from the Chebyshev steps, back
         to Tsit5 where its steps at their stability limit cost less per unit time, or
         on to implicit steps once `s + 1` field evaluations exceed `implicit_cost`;
         from implicit steps, back to Tsit5 below `to_explicit` or to the Chebyshev
-        steps once `s + 1 < implicit_cost / 2`."""
+        steps once `s + 1 < implicit_cost / 2`. After `max_bounces` returns from
+        Chebyshev steps to Tsit5 (the second-order steps accuracy-bound at a small
+        `h rho` while Tsit5's are stability-bound: a fifth-order method with no
+        stability limit wins there), the implicit steps take the Chebyshev steps'
+        place for the rest of the solve."""
         c = self.chebyshev
         cost = num_stages(c.safety * h_rho, c.min_stages, c.max_stages) + 1
-        stiff = CHEBYSHEV if self.symmetric else IMPLICIT
+        chebyshev = self.symmetric & (bounces < self.max_bounces)
+        stiff = jnp.where(chebyshev, CHEBYSHEV, IMPLICIT)
         from_explicit = jnp.where(h_rho >= self.to_implicit, stiff, EXPLICIT)
         explicit_cheaper = cost * TSIT5_STABILITY > self.margin * TSIT5_EVALS * h_rho
+        last_bounce = bounces + 1 >= self.max_bounces
         from_chebyshev = jnp.select(
-            [explicit_cheaper, cost > self.implicit_cost],
+            [explicit_cheaper & ~last_bounce, explicit_cheaper | (cost > self.implicit_cost)],
             [EXPLICIT, IMPLICIT], CHEBYSHEV)
-        back = self.symmetric & (cost < 0.5 * self.implicit_cost)
+        back = chebyshev & (cost < 0.5 * self.implicit_cost)
         from_implicit = jnp.select([h_rho < self.to_explicit, back],
                                    [EXPLICIT, CHEBYSHEV], IMPLICIT)
         return jnp.select([mode == EXPLICIT, mode == CHEBYSHEV],
