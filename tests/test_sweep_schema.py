@@ -110,3 +110,11 @@ def test_matrix_study_refuses_tensor_parameters():
                                          r"tensor methods \['tensor'\], not method "
                                          r"'factor'"):
         parse_study({**RAW, "grid": {"components": [2]}})
+
+
+def test_solver_names_rkc2_auto_or_an_adaptive_diffrax_solver():
+    for name in ("RKC2", "auto", "Kvaerno5"):
+        study = parse_study({**RAW, "fixed": {**RAW["fixed"], "solver": name}})
+        assert study.configs()[0]["solver"] == name
+    with pytest.raises(ValueError, match=r"must be 'auto', 'RKC2' or name an adaptive"):
+        parse_study({**RAW, "fixed": {**RAW["fixed"], "solver": "Euler"}})

@@ -62,6 +62,7 @@ from ._network import (  # noqa: E402
     unbalancedness_matrices,
 )
 from ._result import FlowSolution, PoolStats, SolverStats  # noqa: E402
+from ._chebyshev import RKC2  # noqa: E402
 from ._options import SolveOptions  # noqa: E402
 
 __version__ = "0.1.0"
@@ -81,6 +82,7 @@ __all__ = [
     "Acceleration",
     "CorruptResultError",
     "FlowSolution",
+    "RKC2",
     "OrderFit",
     "PoolStats",
     "SolveOptions",

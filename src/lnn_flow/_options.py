@@ -23,8 +23,9 @@ from . import losses as _losses
 class SolveOptions:
     """The keywords every flow takes after its positional arguments.
 
-    Defaults: `Tsit5` (`solver=None`; `solver="auto"` switches between Tsit5 and an
-    implicit Kvaerno5 on stiffness, [`lnn_flow._switching`][]), `rtol=1e-8`,
+    Defaults: `Tsit5` (`solver=None`; `solver="auto"` switches among Tsit5, Chebyshev
+    steps ([`lnn_flow.RKC2`][]) and an implicit Kvaerno5 on stiffness and cost,
+    [`lnn_flow._switching`][]), `rtol=1e-8`,
     `atol=None`: the system's own default ([`lnn_flow._system.AbstractFlowSystem.default_atol`][]: 1e-10, scaled
     from `W0` by the end-to-end flow), `max_steps=16_384`, no
     loss or rest stop, no dense output. Values are checked by [`prepare`][] and

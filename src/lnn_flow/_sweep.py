@@ -74,6 +74,7 @@ from ._sweep_schema import (
     family,
     load_study,
     parse_study,
+    solver_class,
 )
 from ._sweep_plan import (
     check_directory,
@@ -143,8 +144,8 @@ def solve_group(
         )
     else:
         options = dict(
-            solver="auto" if config["solver"] == "auto" else getattr(
-                diffrax, config["solver"])(),
+            solver="auto" if config["solver"] == "auto" else solver_class(
+                config["solver"])(),
             rtol=config["rtol"],
             max_steps=config["max_steps"],
             loss_threshold=config["loss_threshold"],

@@ -17,6 +17,7 @@ from typing import Any
 
 import diffrax
 
+from ._chebyshev import RKC2
 from ._files import read_study_file
 
 PROBLEMS = ("matrix_sensing", "matrix_completion", "tensor_sensing", "tensor_completion")
@@ -81,8 +82,9 @@ PARAMETERS: dict[str, Parameter] = {
     "t1": Parameter(float, 60.0, "positive", static=False),
     "num_saves": Parameter(int, 21, "at_least_2", help="saves at linspace(0, t1)"),
     "solver": Parameter(
-        str, "Tsit5", help="a diffrax solver class name, or 'auto' (Tsit5 switching to "
-        "an implicit Kvaerno5 where the flow is stiff: lnn_flow._switching)"
+        str, "Tsit5", help="a diffrax solver class name, 'RKC2', or 'auto' (Tsit5 "
+        "switching to Chebyshev or implicit steps where the flow is stiff: "
+        "lnn_flow._switching)"
     ),
     "rtol": Parameter(float, 1e-8, "non_negative", static=False),
     "atol": Parameter(
@@ -284,14 +286,19 @@ def _complete(config: dict[str, Any], study: Study) -> dict[str, Any]:
     return _complete_matrix(config, study)
 
 
+def solver_class(name: str):
+    """The solver class a study's `solver` names: lnn_flow's `RKC2`, else diffrax's."""
+    return RKC2 if name == "RKC2" else getattr(diffrax, name, None)
+
+
 def _check_solver(name: str) -> None:
-    solver = getattr(diffrax, name, None)
+    solver = solver_class(name)
     adaptive = isinstance(solver, type) and issubclass(
         solver, diffrax.AbstractAdaptiveSolver)
     if not adaptive:
         raise ValueError(
-            "`solver` must be 'auto' or name an adaptive diffrax solver (with an error "
-            f"estimate, e.g. Tsit5, Dopri5, Dopri8, Kvaerno5); got {name!r}"
+            "`solver` must be 'auto', 'RKC2' or name an adaptive diffrax solver (with an "
+            f"error estimate, e.g. Tsit5, Dopri5, Dopri8, Kvaerno5); got {name!r}"
         )
     try:
         solver()

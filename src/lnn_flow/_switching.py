@@ -1,37 +1,60 @@
-"""`solver="auto"`: explicit steps while the flow is not stiff, implicit ones once the
-explicit steps are pinned at their stability limit, and back (in the spirit of LSODA's
-stiffness detection), as ONE diffrax solver built from two: `diffrax.Tsit5` and
-`diffrax.Kvaerno5`.
+"""`solver="auto"`: explicit steps while the flow is not stiff, stabilized explicit
+(Chebyshev) steps once they are pinned at their stability limit, implicit steps where
+those cost more, and back (in the spirit of LSODA's stiffness detection), as ONE
+diffrax solver built from three: `diffrax.Tsit5`, second-order Runge-Kutta-Chebyshev
+([`lnn_flow._chebyshev.RKC2`][]) and `diffrax.Kvaerno5`.
 
 Why: the Jacobian of a gradient flow `dy/dt = -grad phi(y)` is `-H`, `H` the Hessian
 of `phi`. An explicit Runge-Kutta step is stable only while `h lambda_max(H) <= 3.51`
 (Tsit5's stability interval on the negative real axis). Past a plateau the flow
 changes on scales far longer than `1 / lambda_max` (creeping towards a minimum, or
 along a manifold of minima, Proposition 5's norms running off to infinity), and an
-explicit solver pays `lambda_max t / 3.5` steps for a time `t`: stiffness. An implicit
-step (Kvaerno5, L-stable) has no such limit: its size follows the solution's own time
-scale, which for these flows grows in proportion to `t` (a constant number of steps
-per decade of `t`).
+explicit solver pays `lambda_max t / 3.5` steps for a time `t`: stiffness. `-H` is
+symmetric with a real spectrum, the case of Chebyshev steps: `s` stages are stable for
+`h lambda_max <= 0.653 s^2`, so a unit of time costs `~ sqrt(lambda_max)` field
+evaluations instead of `lambda_max`, with no Jacobian and no linear solve. An implicit
+step (Kvaerno5, L-stable) has no stability limit at all: its size follows the
+solution's own time scale, at the price of Newton iterations (each a dense Jacobian
+or GMRES's Jacobian-vector products) per stage.
 
-Detection, per accepted step: a warm-started power iteration on the Jacobian `df/dy`
-(one Jacobian-vector product at the step's end, every step in implicit mode and every
-`probe_every`-th in explicit mode) estimates `rho = |lambda|_max`; in explicit mode the
-free estimate of Hairer & Wanner (*Solving ODEs II*, IV.2) joins it: Tsit5's stages 6
-and 7 are both taken at `t + h`, so `||k_7 - k_6|| / ||y_7 - y_6||` (`k` the stage
-increments `h f`) estimates `h |lambda|` for the eigenvalue that dominates that
-difference (it underestimates while a slow mode still dominates, hence the power
-iteration). The solver switches to implicit after `patience` accepted steps in a row
-with `h rho >= to_implicit` (near the limit: the steps are stability-bound), and back
-after `patience` steps with `h rho < to_explicit` (explicit steps of the same size
-would be stable with room to spare, at a fraction of an implicit step's cost).
+Detection, per accepted step: a warm-started nonlinear power iteration on `df/dy`
+(one field difference at the step's end, [`lnn_flow._chebyshev.power_step`][]; every
+step in the stiff modes and every `probe_every`-th in explicit mode) estimates
+`rho = |lambda|_max`; in explicit mode the free estimate of Hairer & Wanner (*Solving
+ODEs II*, IV.2) joins it: Tsit5's stages 6 and 7 are both taken at `t + h`, so
+`||k_7 - k_6|| / ||y_7 - y_6||` (`k` the stage increments `h f`) estimates
+`h |lambda|` for the eigenvalue that dominates that difference.
+
+The cost model ([`Switching._proposal`][]), in field evaluations per unit of time; a
+switch happens after `patience` accepted steps in a row vote for the same method:
+
+- Tsit5 -> Chebyshev once `h rho >= to_implicit` (near Tsit5's limit: its steps are
+  stability-bound);
+- Chebyshev -> Tsit5 where Tsit5 at its stability limit (6 evaluations per
+  `3.5 / rho`) costs under `1 / margin` of the Chebyshev steps' `(s + 1) / h`: their
+  steps are accuracy-bound at a small `h rho` (a saddle escape);
+- Chebyshev -> implicit once `s + 1 > implicit_cost` (`h rho` in the tens of
+  thousands: Proposition 5's diverging norms, a long horizon), and back below half of
+  it; implicit -> Tsit5 below `h rho < to_explicit`;
+- after `max_bounces` switches out of Chebyshev steps, the implicit steps take their
+  place: second-order steps accuracy-bound at a small `h rho` while Tsit5's are
+  stability-bound (Proposition 5 at rtol 1e-10) is where a fifth-order method with no
+  stability limit wins.
+
+The Chebyshev steps' error estimate is weighed by `error_scale` (10: rtol / 10 in that
+mode) so that a second-order method lands as close to a tight reference as Tsit5 does
+at the same tolerances (`benchmarks/stiff_tails.py --cases completion`). A system whose
+Jacobian is not symmetric (`AbstractFlowSystem.gradient_flow` False: the end-to-end
+flow, whose spectrum is complex on the plateau) switches between Tsit5 and implicit
+steps only (`symmetric=False`).
 
 The implicit steps solve their stage equations by Newton's method (`optimistix.Newton`)
 with a dense LU of the Jacobian for small states and matrix-free GMRES (lineax,
 Jacobian-vector products only) above `dense_max` entries: `I - gamma h J` is never
 formed there ([`implicit_solver`][]).
 
-Under `jax.vmap` a `lax.cond` runs both branches (every member pays for both kinds of
-step); `solve_batch`'s sequential strategy keeps it a real branch.
+Under `jax.vmap` a `lax.switch` runs every branch (every member pays for all three
+kinds of step); `solve_batch`'s sequential strategy keeps it a real branch.
 """
 
 from collections.abc import Callable
