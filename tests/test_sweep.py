@@ -264,7 +264,7 @@ def base(**changes):
         (base(seeds="all"), TypeError, "`seeds` must be a count"),
         (base(method="newton"), ValueError, "`method` must be one of"),
         (base(fixed__solver="Magic"), ValueError,
-         "`solver` must be .auto. or name an adaptive diffrax solver"),
+         "`solver` must be .auto., .RKC2. or name an adaptive diffrax solver"),
         (base(fixed__depth=2, fixed__hidden_width=[3, 3]), ValueError,
          "lists 2 widths but depth 2"),
         (base(fixed__rank=5), ValueError, "`rank` 5 exceeds min"),
