@@ -22,6 +22,9 @@ in test_factor.py, test_end_to_end.py, test_compare.py, test_sweep_methods.py), 
 escape no saddle.
 """
 
+import json
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -59,6 +62,22 @@ def sensing(shape, rank=2, m=None, seed=0, dtype=jnp.float64):
 def whitened(shape, seed=1):
     target = jax.random.normal(jax.random.PRNGKey(seed), shape)
     return lf.losses.WhitenedSquare(target), target
+
+
+def strict_json(path):
+    """A JSON file parsed as a strict reader (JavaScript's `JSON.parse`, `jq`) does:
+    bare NaN and Infinity, which Python's `json` writes by default, are refused."""
+
+    def refuse(name):
+        raise ValueError(f"{path} holds {name}, which is not JSON")
+
+    return json.loads(pathlib.Path(path).read_text(), parse_constant=refuse)
+
+
+def strict_json_tree(directory):
+    """Every `*.json` file under `directory`, parsed strictly ([`strict_json`][])."""
+    paths = sorted(pathlib.Path(directory).rglob("*.json"))
+    return {p: strict_json(p) for p in paths}
 
 
 def all_finite(x):

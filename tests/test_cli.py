@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import strict_json_tree
 
 from lnn_flow._cli import main
 
@@ -13,7 +14,8 @@ def test_demo_prints_the_table_it_writes_and_the_flows_agree(tmp_path, capsys):
     assert main(["demo", "--dim", "4", "--num-measurements", "10", "--t1", "5",
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    rows = json.loads((out / "results.json").read_text())["tables"]["demo"]
+    # Every file written is strict JSON (no bare NaN: issue 26).
+    rows = strict_json_tree(out)[out / "results.json"]["tables"]["demo"]
     assert [r["depth"] for r in rows] == [1, 2, 3] and all(r["success"] for r in rows)
     # The printed table is the written one: each depth's line shows its max gap and
     # drift as results.json holds them (format .1e), and "yes" for success.
@@ -39,7 +41,7 @@ def test_run_builtin_study_writes_report(tmp_path, capsys):
                  "--set", "depths=[3]", "--set", "t1=500"])
     assert code == 0
     assert "Report:" in capsys.readouterr().out
-    data = json.loads((out / "results.json").read_text())
+    data = strict_json_tree(out)[out / "results.json"]
     assert data["parameters"]["depths"] == [3] and data["parameters"]["t1"] == 500
     assert (out / "norm_vs_loss.png").exists() and (out / "norms.csv").exists()
 
@@ -59,7 +61,9 @@ def test_run_sweep_file(tmp_path):
         "grid": {"depth": [2], "num_measurements": [6, 8]},
     }))
     assert main(["run", str(spec), "--no-progress", "--out", str(tmp_path / "s")]) == 0
-    rows = json.loads((tmp_path / "s" / "results.json").read_text())["tables"]["summary"]
+    files = strict_json_tree(tmp_path / "s")  # results, summary, study record, groups
+    assert len(files) >= 5
+    rows = files[tmp_path / "s" / "results.json"]["tables"]["summary"]
     assert [r["num_measurements"] for r in rows] == [6, 8]
     assert all(r["seeds"] == 2 and r["failures"] == 0 for r in rows)
 

@@ -119,6 +119,72 @@ def test_overflowing_trial_steps_shrink_instead_of_stalling():
     assert not bool(sol.diverged) and "maximum number of solver steps" in sol.message
 
 
+# --- A loss that is not finite at a bounded state (issue 26, items 1-3) ---------------
+
+TIGHT = dict(rtol=1e-8, atol=1e-10)
+CAP = 0.8  # max|W| along the flow from S0 @ S0 (0.49 I) to TARGET (~1.2 I) crosses it
+
+
+def _capped(W):
+    """SQUARE, NaN where max|W| > CAP: its autodiff gradient there is finite (zero),
+    so without a guard the flow froze at the edge and ran on to t1 on a NaN loss."""
+    return jnp.where(jnp.abs(W).max() > CAP, jnp.nan, SQUARE(W))
+
+
+def _nan_value(W):
+    """SQUARE's gradient everywhere, but a NaN value past CAP (stop_gradient)."""
+    return SQUARE(W) + jax.lax.stop_gradient(jnp.where(jnp.abs(W).max() > CAP, jnp.nan, 0.0))
+
+
+CAPPED = [
+    ("factor", lambda loss, t1: lf.factor_flow(loss, WS0, t1, **TIGHT)),
+    ("end_to_end", lambda loss, t1: lf.end_to_end_flow(loss, S0 @ S0, 2, t1, **TIGHT)),
+    ("symmetric", lambda loss, t1: th.symmetric_flow(loss, S0 @ S0, t1, **TIGHT)),
+]
+
+
+@pytest.mark.parametrize("name, flow", CAPPED)
+def test_nonfinite_loss_at_a_bounded_state_is_named_not_called_divergence(name, flow):
+    """The solve ends at the last state with a finite loss, with `t_final` its time,
+    and says the loss was not finite there; it used to run to t1 (`t_final = 60`)
+    with a frozen state, or blame divergence."""
+    sol = flow(_capped, 60.0)
+    t_final = float(sol.t_final)
+    W = np.asarray(sol.end_to_end_final)
+    assert 0.0 < t_final < 60.0
+    assert not bool(sol.success) and bool(sol.blocked) and not bool(sol.diverged)
+    assert np.isfinite(float(sol.loss_final))
+    # The state reached is the edge of the region where the loss is finite: the steps
+    # past it shrank to the resolution of t, so it lies within one step's reach of CAP.
+    assert CAP - 1e-6 < np.abs(W).max() <= CAP
+    # It is the flow's state at t_final: the flow of the plain loss (which never sees
+    # the cap) at that time, to the solves' tolerance (rtol 1e-8; 1e-6 leaves the
+    # global errors of both runs room).
+    plain = flow(SQUARE, t_final)
+    np.testing.assert_allclose(W, np.asarray(plain.end_to_end_final), rtol=0, atol=1e-6)
+    assert re.match(rf"The solve stopped at t = {t_final:.6g}, at a bounded state "
+                    r"\(max\|W\| = 0\.8", sol.message), sol.message
+    assert "did not diverge" in sol.message
+    # It stopped at once: a stall no longer runs on to `max_steps`.
+    assert int(sol.stats.num_steps) < 1000
+
+
+def test_nan_loss_with_a_finite_gradient_never_counts_as_a_stop():
+    sol = lf.factor_flow(_nan_value, WS0, 60.0, loss_threshold=1e-3 * LOSS0)
+    assert not bool(sol.stopped) and not bool(sol.success) and bool(sol.blocked)
+    assert np.isfinite(float(sol.loss_final)) and float(sol.loss_final) > 1e-3 * LOSS0
+    assert "loss or its gradient is not finite" in sol.message
+
+
+def test_reaching_t1_short_of_the_threshold_says_so():
+    sol = lf.factor_flow(SQUARE, WS0, 0.5, loss_threshold=1e-12)
+    assert bool(sol.success) and not bool(sol.stopped)
+    loss = float(sol.loss_final)
+    assert sol.message == (f"Reached t1 = 0.5 with loss {loss:.6g}, above "
+                           "`loss_threshold` = 1e-12: the threshold was not reached.")
+    assert lf.factor_flow(SQUARE, WS0, 0.5).message == ""
+
+
 # --- A crossed threshold is a stop ----------------------------------------------------
 
 

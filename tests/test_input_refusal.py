@@ -51,6 +51,11 @@ def nan_loss(W):
     return jnp.log(-jnp.sum(W**2))
 
 
+def numpy_loss(W):
+    """A loss written with NumPy: fine on concrete arrays, not on traced ones."""
+    return np.sum(np.asarray(W) ** 2)
+
+
 def inf_loss(W):
     return jnp.sum(W**2) / 0.0
 
@@ -241,6 +246,17 @@ REFUSED = [
      r"missing a required argument: 't1'; after `loss, init` it takes \(depth, t1"),
     (lambda: lf.solve_pool("factor", LOSS, BATCH, T1, rtol=1e-17, atol=1e-20), ValueError,
      r"`rtol` = 1e-17 .* finer than float64"),
+    # --- host-level functions inside a transformation; losses JAX cannot trace ------
+    (lambda: jax.jit(lambda b: lf.solve_batch("factor", LOSS, b, T1).loss_final)(BATCH),
+     TypeError, r"`init` is a traced value: `solve_batch` was called inside `jax.jit`"),
+    (lambda: jax.jit(lambda t: lf.solve_pool("factor", LOSS, BATCH, t).loss_final)(T1),
+     TypeError, r"`args` is a traced value: `solve_pool` was called inside"),
+    (lambda: lf.factor_flow(numpy_loss, WS0, T1), TypeError,
+     r"`loss` must be traceable by JAX \(written with `jax.numpy`\)"),
+    (lambda: lf.solve_batch("factor", numpy_loss, BATCH, T1), TypeError,
+     r"`loss` must be traceable by JAX"),
+    (lambda: lf.gradient_descent(numpy_loss, WS0, 0.1, 5), TypeError,
+     r"`loss` must be traceable by JAX"),
     # --- dense output outside the solved interval ----------------------------------
     (lambda: dense()[0].evaluate(T1 + 1.0), ValueError,
      r"`t` = 3.0 lies outside the solved interval \[t0, t_final\] = \[0, 2\]"),

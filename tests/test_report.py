@@ -1,6 +1,7 @@
 """Report folders (`_report`): `Report.write` writes every file it names, an
 `Untrusted` number is flagged in each of them, and values JSON has no type for
-(NumPy scalars and arrays, NaN, infinities) are written as plain numbers.
+(NumPy scalars and arrays) are written as plain numbers, NaN and infinities as null
+(strict JSON).
 
 The studies' own reports (flags past the precision floor, prose numbers that must be
 computed) are in tests/test_report_honesty.py; here one small hand-made report is
@@ -15,6 +16,7 @@ import pathlib
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import strict_json
 from matplotlib.figure import Figure
 
 from lnn_flow import _table
@@ -198,8 +200,7 @@ def test_untrusted_table_values_are_flagged_in_every_output(written, output, sho
 
 def test_results_json_holds_everything_flagged_and_plain(written):
     report, folder, _ = written
-    raw = (folder / "results.json").read_text()
-    data = json.loads(raw)
+    data = strict_json(folder / "results.json")
     assert sorted(data) == ["facts", "parameters", "study", "tables"]
     assert data["study"] == "unit"
     assert data["parameters"] == {"depth": 3, "scales": [0.01, 0.1]}
@@ -207,9 +208,9 @@ def test_results_json_holds_everything_flagged_and_plain(written):
     assert facts["nuclear"] == {"value": 1.23456, "untrusted": "past floor"}
     assert facts["count"] == 4 and type(facts["count"]) is int
     assert facts["ratio"] == 0.5
-    # NaN and infinity are written as JSON's common extension (Python reads them back).
-    assert '"gap": NaN' in raw and '"top": Infinity' in raw
-    assert math.isnan(facts["gap"]) and facts["top"] == math.inf
+    # NaN and infinity are not JSON (issue 26): written as null, read by any parser;
+    # summary.md shows them as "nan" and "inf".
+    assert facts["gap"] is None and facts["top"] is None
     norms = data["tables"]["norms"]
     assert norms[0]["loss"] == {"value": 7.964e-22, "untrusted": "past floor"}
     assert norms[0]["norm"] == {"value": 0.12345678901234, "untrusted": "tiny"}

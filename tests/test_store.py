@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import strict_json
 
 from lnn_flow import _store
 from lnn_flow._store import CorruptResultError
@@ -90,16 +91,19 @@ def test_remove_temporaries_removes_exactly_what_killed_writers_left(tmp_path,
 # --- write_json, read_json --------------------------------------------------------------
 
 
-def test_json_round_trip_keeps_non_finite_numbers(tmp_path):
+def test_json_is_strict_non_finite_numbers_are_null(tmp_path):
+    """Bare NaN / Infinity (Python's default) are not JSON: strict readers refuse the
+    file (issue 26). Written as null; everything else round-trips."""
     path = tmp_path / "v.json"
     value = {"a": [1, 2.5, "é"], "nan": math.nan, "inf": math.inf, "-inf": -math.inf,
-             "nested": {"none": None, "ok": True}}
+             "nested": {"none": None, "ok": True, "floats": (1.0, np.float64(np.nan))}}
     _store.write_json(path, value)
     text = path.read_text()
-    assert text.endswith("\n") and "NaN" in text and "-Infinity" in text
-    back = _store.read_json(path, "label")
-    assert math.isnan(back.pop("nan")) and back["inf"] == math.inf
-    assert back == {k: v for k, v in value.items() if k != "nan"}
+    assert text.endswith("\n") and "NaN" not in text and "Infinity" not in text
+    back = strict_json(path)
+    assert back == {"a": [1, 2.5, "é"], "nan": None, "inf": None, "-inf": None,
+                    "nested": {"none": None, "ok": True, "floats": [1.0, None]}}
+    assert _store.read_json(path, "label") == back
     assert [p.name for p in tmp_path.iterdir()] == ["v.json"]
 
 
@@ -154,9 +158,20 @@ def test_group_accessors_and_array_like_input(tmp_path):
         assert isinstance(g["loss"], np.ndarray) and g["loss"].shape == (2, 1)
         assert g.config == {"depth": 2}
         assert g.seeds.tolist() == [3, 4] and g.seeds is g.arrays["seed"]
-        assert math.isnan(g.meta["note"])  # a NaN label survives its checksum
+        assert g.meta["note"] is None  # a NaN label is written as null (strict JSON)
     with pytest.raises(dataclasses.FrozenInstanceError):
         group.meta = {}
+
+
+def test_group_written_before_strict_json_with_nan_labels_still_loads(tmp_path):
+    """Groups written with bare NaN in their labels (before issue 26) keep loading:
+    their checksum was taken over the same text."""
+    _, js, _ = _write(tmp_path)
+    meta = {k: v for k, v in _meta(js).items() if k != "labels_sha256"}
+    meta["note"] = math.nan
+    meta["labels_sha256"] = _store.labels_sha256(meta)
+    js.write_text(json.dumps(meta, allow_nan=True))
+    assert math.isnan(_store.read_group(js).meta["note"])
 
 
 def test_group_rewrite_replaces_the_previous_one(tmp_path):

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
+from . import _checks
 from ._batch_checks import batch_size, check_on_host
 from ._batch_strategy import CPU_CHUNK, auto_chunk_size, choose  # noqa: F401
 from ._methods import METHODS, lookup
@@ -123,12 +124,15 @@ def solve_batch(
     kernels for different batch sizes may round differently). Under
     `jax.distributed` every process gets the whole batch.
     """
+    _checks.host_level("solve_batch", init=init, args=args, kwargs=kwargs)
     solve_one = _method(method)
     size = batch_size(init)
     devices = _resolve_devices(devices)
-    args, kwargs = check_on_host(method, solve_one, loss, init, args, kwargs)
+    with _checks.traceable_loss():
+        args, kwargs = check_on_host(method, solve_one, loss, init, args, kwargs)
     if isinstance(chunk_size, str) and chunk_size == "auto":
-        chunk_size = choose(method, loss, init, args, kwargs, size, devices)
+        with _checks.traceable_loss():
+            chunk_size = choose(method, loss, init, args, kwargs, size, devices)
     if chunk_size is not None and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
@@ -168,6 +172,7 @@ def solve_pool(
     slot-steps, summed over devices; the totals are repeated for every member, so
     `solution.pool.utilization[0]` is the pool's).
     """
+    _checks.host_level("solve_pool", init=init, args=args, kwargs=kwargs)
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
         raise ValueError(f"`slots` must be a positive integer; got {slots!r}")
     if isinstance(round_steps, bool) or not isinstance(round_steps, int) or round_steps < 1:
@@ -175,7 +180,8 @@ def solve_pool(
     entry = lookup(method, pool=True)
     size = batch_size(init)
     devices = _resolve_devices(devices)
-    args, kwargs = check_on_host(method, entry.flow, loss, init, args, kwargs)
+    with _checks.traceable_loss():
+        args, kwargs = check_on_host(method, entry.flow, loss, init, args, kwargs)
     dynamic, static = eqx.partition(
         (method, loss, init, _trace_floats(args), _trace_floats(kwargs)), eqx.is_array
     )
@@ -194,7 +200,8 @@ def _dispatch(dynamic, static, size, devices, chunk_size, pool):
             devices=devices,
         )
     try:
-        out = _run(dynamic, static, size, mesh, chunk_size, pool, manual=True)
+        with _checks.traceable_loss():
+            out = _run(dynamic, static, size, mesh, chunk_size, pool, manual=True)
     except ValueError as err:
         if mesh is None or "does not match out_structure" not in str(err):
             raise

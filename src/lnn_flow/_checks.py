@@ -5,6 +5,7 @@ Shape checks are static and always run. Value checks (finiteness, signs) raise a
 `vmap`) they become `equinox.error_if` runtime checks, so bad values still fail loudly.
 """
 
+import contextlib
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -15,6 +16,38 @@ import numpy as np
 
 def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
+
+
+def host_level(function: str, **arguments):
+    """Refuse a traced argument of a host-level function: `solve_batch` and its kin
+    choose a strategy, split over devices and dispatch compiled solves, which a
+    user's `jax.jit` (or `vmap`, `grad`) cannot trace through."""
+    for name, value in arguments.items():
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(value)):
+            raise TypeError(
+                f"`{name}` is a traced value: `{function}` was called inside "
+                "`jax.jit`, `vmap` or `grad`. It is a host-level function that "
+                "dispatches solves it compiles itself: call it outside the "
+                "transformation (repeated calls with new values reuse its compiled "
+                "program), or transform a single flow instead, e.g. "
+                "`jax.vmap(lambda ws: lf.factor_flow(loss, ws, t1))(inits)`."
+            )
+
+
+@contextlib.contextmanager
+def traceable_loss(name: str = "loss"):
+    """Name the loss when it cannot be traced: a loss written with NumPy converts
+    the traced array it is given (`np.asarray`, a NumPy function) and JAX raises a
+    `TracerArrayConversionError` deep inside the solve."""
+    try:
+        yield
+    except jax.errors.TracerArrayConversionError as err:
+        raise TypeError(
+            f"`{name}` must be traceable by JAX (written with `jax.numpy`): it converted "
+            "the traced array it was called with to a NumPy array (`np.asarray` or a "
+            "NumPy function on its argument). Flows differentiate and compile the loss, "
+            f"so `{name}` is called on traced arrays; replace `np.` with `jnp.` in it."
+        ) from err
 
 
 def _require(name: str, x, bad, message: str, on=None):
@@ -299,6 +332,7 @@ def finite_initial_loss(name: str, system, y0):
     small compiled loss evaluation, no solve; on a traced `y0` the check is attached
     to `y0` as a runtime error. (The ODE solves check inside their own compiled call:
     `lnn_flow._solve`.)"""
-    value = _loss_at(system, y0)
+    with traceable_loss():
+        value = _loss_at(system, y0)
     scalar_loss(value)
     return refuse_nonfinite_initial_loss(name, value, y0)

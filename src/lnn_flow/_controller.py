@@ -61,9 +61,12 @@ class _FiniteGuard(diffrax.AbstractAdaptiveStepSizeController):
     The state adds a flag: since the last accepted step that advanced `t`, a trial
     overflowed or a rejected step could not shrink (its size is at the resolution of
     `t`, so `t + dt` rounds back to the same step, as near a finite-time blow-up). A
-    solve that ends at `max_steps` with the flag set did not run out of budget: it
-    diverged (`FlowSolution.diverged`). One `isfinite` reduction per step, no extra
-    vector-field evaluation.
+    rejected step that cannot shrink would be retried forever, so the solve ends there
+    at once (`RESULTS.dt_min_reached`) instead of running out of `max_steps`; either
+    way, with the flag set it did not run out of budget: it diverged, or its loss is
+    not finite just past the state reached ([`lnn_flow._solve.assemble`][] tells
+    which: `FlowSolution.diverged`, `FlowSolution.blocked`). One `isfinite` reduction
+    per step, no extra vector-field evaluation.
     """
 
     inner: diffrax.AbstractAdaptiveStepSizeController
@@ -106,6 +109,9 @@ class _FiniteGuard(diffrax.AbstractAdaptiveStepSizeController):
         advanced = keep & (width > 0)
         cannot_shrink = ~keep & ~(next_t1 - next_t0 < width)
         stuck = (stuck | bad | cannot_shrink | ~(width > 0)) & ~advanced
+        # A zero-width step (dt under the resolution of t) is accepted and repeats.
+        stall = (~keep & cannot_shrink) | ~(width > 0)
+        result = diffrax.RESULTS.where(stall, diffrax.RESULTS.dt_min_reached, result)
         return keep, next_t0, next_t1, jump, (state, stuck), result
 
 

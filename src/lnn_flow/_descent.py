@@ -129,16 +129,17 @@ def _run(system, y0, lr, steps, save_every, optimizer, observe=None, observe_arg
     """
     dtype = jax.tree_util.tree_leaves(y0)[0].dtype
     lr, steps, save_every = check_options(lr, steps, save_every, optimizer, dtype)
-    return _descend(
-        system,
-        y0,
-        lr,
-        observe_args,
-        steps=steps,
-        save_every=save_every,
-        optimizer=optimizer,
-        observe=observe,
-    )
+    with _checks.traceable_loss():
+        return _descend(
+            system,
+            y0,
+            lr,
+            observe_args,
+            steps=steps,
+            save_every=save_every,
+            optimizer=optimizer,
+            observe=observe,
+        )
 
 
 def check_options(lr, steps, save_every, optimizer, dtype):

@@ -22,7 +22,7 @@ from ._options import SolveKwargs, SolveOptions
 from ._result import FlowSolution
 from ._solve import solve
 from ._spectral import decomposition_name, power, reduced_svd
-from ._system import AbstractFlowSystem, Loss
+from ._system import AbstractFlowSystem, Loss, flow_gradient
 
 
 def end_to_end_vector_field(
@@ -124,7 +124,7 @@ def _precondition_from_svd(
 def _field(
     loss: Loss, W: Float[Array, "dn d0"], depth: int, decomposition: str = "svd"
 ) -> Float[Array, "dn d0"]:
-    return -_precondition(W, jax.grad(loss)(W), depth, decomposition)
+    return -_precondition(W, flow_gradient(loss, W), depth, decomposition)
 
 
 class _EndToEndSystem(AbstractFlowSystem):

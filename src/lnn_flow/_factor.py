@@ -11,11 +11,11 @@ import equinox as eqx
 from jaxtyping import ArrayLike, Float
 
 from . import _checks
-from ._network import Factors, end_to_end, factor_gradient
+from ._network import Factors, end_to_end
 from ._options import SolveKwargs, SolveOptions
 from ._result import FlowSolution
 from ._solve import solve
-from ._system import AbstractFlowSystem, Loss
+from ._system import AbstractFlowSystem, Loss, flow_gradient
 
 
 def factor_vector_field(loss: Loss, ws: Factors) -> Factors:
@@ -27,7 +27,8 @@ def factor_vector_field(loss: Loss, ws: Factors) -> Factors:
 
 
 def _field(loss: Loss, ws: Factors) -> Factors:
-    return tuple(-g for g in factor_gradient(loss, ws))
+    grads = flow_gradient(lambda ws_: loss(end_to_end(ws_)), ws)
+    return tuple(-g for g in grads)
 
 
 class _FactorSystem(AbstractFlowSystem):

@@ -133,8 +133,9 @@ def _body(pool: _Pool, groups: int, carry):
         state.num_accepted + jnp.where(active, seg.num_accepted, 0), state.rounds + active,
     )
     ran_out = state.num_steps >= pool.max_steps
-    # A member whose steps overflowed or stalled (`diverged`) keeps its rounds until
-    # `max_steps`, as a solve alone would.
+    # A member whose steps stalled ended its solve (`dt_min_reached`); one whose trial
+    # steps overflowed but still shrink keeps its rounds until `max_steps`, as a solve
+    # alone would.
     done = active & ((seg.result != _MAX_STEPS) | ran_out | ~_all_finite(seg.y))
     results = _write(results, state, seg, active, done)
     order = jnp.cumsum(done) - 1
@@ -181,7 +182,7 @@ def _assemble(pool: _Pool, results: _Results) -> FlowSolution:
             stopped=stopped, at_rest=at_rest, num_steps=steps,
             num_accepted_steps=accepted, diverged=diverged,
             stop_modes=(pool.loss_threshold is not None, pool.steady_state),
-            num_starts=rounds,
+            num_starts=rounds, rtol=pool.rtol, loss_threshold=pool.loss_threshold,
         )
 
     return jax.vmap(one)(

@@ -3,13 +3,12 @@ Markdown summary that embeds the figures and shows the tables."""
 
 import csv
 import dataclasses
-import json
 import pathlib
 from typing import Any
 
 from matplotlib.figure import Figure
 
-from . import _table
+from . import _json, _table
 
 
 class Untrusted(float):
@@ -67,7 +66,7 @@ class Report:
             lines += ["", f"## {name}", "", _table.markdown(rows), "", f"([{name}.csv]({name}.csv))"]
             lines += _legend(v for r in rows for v in r.values())
         (out / "results.json").write_text(
-            json.dumps(
+            _json.dumps(
                 _json_ready({"study": self.name, "parameters": self.parameters,
                              "facts": self.facts, "tables": self.tables}),
                 indent=2,

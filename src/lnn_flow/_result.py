@@ -25,11 +25,23 @@ from ._network import end_to_end
 if TYPE_CHECKING:
     from ._switching import SwitchRecord
 
-_NONFINITE_MESSAGE = "The state became non-finite (NaN or inf): the flow diverged."
+_NONFINITE_STATE_MESSAGE = (
+    "The state became non-finite (NaN or inf) by t = {:.6g}: the flow diverged."
+)
+_NONFINITE_LOSS_MESSAGE = (
+    "The loss is not finite ({}) at t = {:.6g}, at a bounded state (max|W| = {:.3g}): "
+    "the loss function returned it there; the flow did not diverge."
+)
+_BLOCKED_MESSAGE = (
+    "The solve stopped at t = {:.6g}, at a bounded state (max|W| = {:.3g}, loss "
+    "{:.6g}): the loss or its gradient is not finite (NaN or inf) just past it, so "
+    "every step beyond was rejected down to the resolution of t. The flow did not "
+    "diverge: check the loss there."
+)
 _DIVERGED_MESSAGE = (
-    "The flow diverged at t = {:.6g}: its vector field is so large there that the "
-    "solver's steps overflowed to non-finite states or fell below the resolution of "
-    "t, until `max_steps` ran out (the state at `t_final` is the last it reached)."
+    "The flow diverged at t = {:.6g} (max|W| = {:.3g}): its vector field is so large "
+    "there that the solver's steps overflowed to non-finite states or fell below the "
+    "resolution of t (the state at `t_final` is the last it reached)."
 )
 
 
@@ -105,6 +117,12 @@ class FlowSolution(eqx.Module):
     # `solver="auto"`: which method ran over which interval (`_switching.SwitchRecord`,
     # `.intervals(t_final)`); None for other solvers.
     switching: "SwitchRecord | None" = None
+    # The solve could not step past `t_final` although the state there is bounded: the
+    # loss or its gradient is not finite just past it (`_solve.assemble`). None: not
+    # tracked.
+    blocked: Bool[Array, ""] | None = None
+    # The solve's `loss_threshold` (None: none given), for `message`.
+    loss_threshold: Float[Array, ""] | None = None
 
     def __iter__(self):
         # `solution, stats = lf.solve_pool(...)`, the shape before `pool` was a field.
@@ -132,20 +150,30 @@ class FlowSolution(eqx.Module):
 
     @property
     def message(self) -> str | list:
-        """Why the solve ended ("" on reaching `t1`); a nested list under a batch
-        axis. Read on the host (not under `jit`)."""
+        """Why the solve ended, with the time and the size of the state there; "" on
+        reaching `t1` (unless short of a given `loss_threshold`); a nested list under a
+        batch axis. Read on the host (not under `jit`)."""
         shape = np.shape(self.finite)
-        finite = np.asarray(self.finite)
-        diverged = np.broadcast_to(np.asarray(self._diverged()), shape)
-        rest = np.broadcast_to(np.asarray(self.at_rest), shape)
-        t_final = np.broadcast_to(np.asarray(self.t_final), shape)
+        cast = lambda x: np.broadcast_to(np.asarray(x), shape)
+        finite, t_final, loss = cast(self.finite), cast(self.t_final), cast(self.loss_final)
+        diverged, rest = cast(self._diverged()), cast(self.at_rest)
+        blocked = cast(False if self.blocked is None else self.blocked)
+        stopped = cast(self.stopped)
+        threshold = None if self.loss_threshold is None else cast(self.loss_threshold)
+        W = np.asarray(self.end_to_end_final)
         out = np.empty(shape, dtype=object)
         for i in np.ndindex(shape):
             result = jax.tree_util.tree_map(lambda v: v[i], self.result)
+            w = W[i].reshape(-1) if shape else W.reshape(-1)
+            size = np.abs(w).max(initial=0.0) if np.all(np.isfinite(w)) else np.inf
+            t, value = float(t_final[i]), float(loss[i])
             if not finite[i]:
-                out[i] = _NONFINITE_MESSAGE
+                out[i] = (_NONFINITE_LOSS_MESSAGE.format(value, t, size)
+                          if np.isfinite(size) else _NONFINITE_STATE_MESSAGE.format(t))
+            elif blocked[i]:
+                out[i] = _BLOCKED_MESSAGE.format(t, size, value)
             elif diverged[i]:
-                out[i] = _DIVERGED_MESSAGE.format(float(t_final[i]))
+                out[i] = _DIVERGED_MESSAGE.format(t, size)
             elif result == diffrax.RESULTS.event_occurred:
                 out[i] = (
                     "Stopped: the flow came to rest (`steady_state`)."
@@ -155,15 +183,21 @@ class FlowSolution(eqx.Module):
             elif result == diffrax.RESULTS.max_steps_reached:
                 # Where it ran out, and how large the state was there: a flow running
                 # to infinity in finite time (a loss unbounded below) shows here.
-                size = np.abs(np.asarray(self.end_to_end_final)[i]).max(initial=0.0)
                 out[i] = (
-                    f"The maximum number of solver steps was reached at t = "
-                    f"{float(t_final[i]):.6g}, with max|W| = {size:.3g} and loss "
-                    f"{float(np.asarray(self.loss_final)[i]):.6g}. Try increasing "
+                    f"The maximum number of solver steps was reached at t = {t:.6g}, "
+                    f"with max|W| = {size:.3g} and loss {value:.6g}. Try increasing "
                     "`max_steps`."
                 )
-            else:
+            elif result != diffrax.RESULTS.successful:
                 out[i] = diffrax.RESULTS[result]
+            elif threshold is not None and not stopped[i]:
+                out[i] = (
+                    f"Reached t1 = {t:.6g} with loss {value:.6g}, above "
+                    f"`loss_threshold` = {float(threshold[i]):.6g}: the threshold was "
+                    "not reached."
+                )
+            else:
+                out[i] = ""
         return out.tolist()
 
     def evaluate(self, t: Float[ArrayLike, ""]) -> Float[Array, "*E"]:

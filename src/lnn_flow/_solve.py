@@ -12,7 +12,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from . import _checks
 from ._controller import controller, diverged_flag
@@ -48,9 +48,10 @@ def solve(
         warn_dense_memory(y0, checked["solver"], checked["max_steps"])
     meter = options.progress_meter
     meter = _NO_METER if meter is None else meter
-    solution, initial_loss = _solve(
-        system, y0, **checked, dense=bool(options.dense), progress_meter=meter
-    )
+    with _checks.traceable_loss():
+        solution, initial_loss = _solve(
+            system, y0, **checked, dense=bool(options.dense), progress_meter=meter
+        )
     return _checks.refuse_nonfinite_initial_loss(init_name, initial_loss, solution)
 
 
@@ -128,6 +129,8 @@ def _solve(
         stop_modes=(loss_threshold is not None, steady_state),
         solution=sol if dense else None,
         switching=switch_record(t0, sol.solver_state) if switching else None,
+        rtol=rtol,
+        loss_threshold=loss_threshold,
     )
     return solution, initial_loss
 
@@ -135,13 +138,19 @@ def _solve(
 def assemble(
     system, solver, *, ts, t0, y0, saved_ys, written, t_final, y_final, result,
     stopped, num_steps, num_accepted_steps, at_rest=False, solution=None,
-    diverged=False, stop_modes=(False, False), num_starts=1, switching=None,
+    diverged=False, stop_modes=(False, False), num_starts=1, switching=None, rtol=None,
+    loss_threshold=None,
 ) -> FlowSolution:
     """A `FlowSolution` from what a solve wrote: states at `ts` (rows with
     `written == False` were never reached) and the final state.
 
     `diverged`: the solve's last step was a rejected non-finite trial or had zero width
-    ([`diverged_flag`][]); it counts only where the solve then ran out of steps.
+    ([`diverged_flag`][]); it counts only where the solve then stalled or ran out of
+    steps. Such a stall on a bounded state whose field is small enough to step on
+    (`eps |t| max|f(y)| <= rtol max|y|`: a step at the resolution of `t` would have
+    been accepted had the field past it been finite) is `blocked`: the loss or its
+    gradient is not finite just past it ([`lnn_flow._system.flow_gradient`][]). A
+    finite-time blow-up stalls where the field outgrows that bound: `diverged`.
     `stop_modes`: (`loss_threshold` given, `steady_state`), for the evaluation count;
     `num_starts`: how many `diffeqsolve` calls the solve was split into (the pool's
     rounds)."""
@@ -174,6 +183,14 @@ def assemble(
     finite = all_finite(y_final) & jnp.isfinite(final_loss)
     event = result == diffrax.RESULTS.event_occurred
     at_rest = jnp.asarray(at_rest) & event
+    stalled = jnp.asarray(diverged) & (
+        (result == diffrax.RESULTS.max_steps_reached)
+        | (result == diffrax.RESULTS.dt_min_reached)
+    )
+    # Evaluated only on a stall (a `cond`): the field count of a solve stays exact.
+    blocked = stalled & finite & jax.lax.cond(
+        stalled, lambda: _blocked(system, t_final, y_final, rtol), lambda: jnp.asarray(False)
+    )
     return FlowSolution(
         ts=ts,
         end_to_end=end_to_end,
@@ -185,12 +202,13 @@ def assemble(
         end_to_end_final=final_end_to_end,
         loss_final=final_loss,
         factors_final=system.factors(y_final),
-        stopped=stopped & event,
+        # A non-finite loss never counts as crossing the threshold.
+        stopped=stopped & event & jnp.isfinite(final_loss),
         at_rest=at_rest,
         finite=finite,
-        diverged=~finite | (
-            jnp.asarray(diverged) & (result == diffrax.RESULTS.max_steps_reached)
-        ),
+        diverged=~finite | (stalled & ~blocked),
+        blocked=blocked,
+        loss_threshold=loss_threshold,
         result=result,
         stats=SolverStats(
             num_steps=num_steps,
@@ -206,6 +224,20 @@ def assemble(
         combine=(system.system if isinstance(system, FlatSystem) else system).combine,
         switching=switching,
     )
+
+
+def _blocked(system, t_final, y_final, rtol) -> Bool[Array, ""]:
+    """A stall at `t_final` (see [`assemble`][]) not explained by the field's size:
+    the field at the state reached is non-finite, or so small that a step at the
+    resolution of `t` moves the state by under `rtol` of its size."""
+    if rtol is None:
+        return jnp.asarray(False)
+    y = jnp.concatenate([jnp.ravel(x) for x in jax.tree_util.tree_leaves(y_final)])
+    field = system.vector_field(t_final, y_final, None)
+    f = jnp.concatenate([jnp.ravel(x) for x in jax.tree_util.tree_leaves(field)])
+    eps = jnp.finfo(y.dtype).eps
+    step = eps * jnp.maximum(jnp.abs(t_final), 1.0) * jnp.max(jnp.abs(f))
+    return ~jnp.all(jnp.isfinite(f)) | (step <= rtol * jnp.max(jnp.abs(y)))
 
 
 def _vector_field_evals(

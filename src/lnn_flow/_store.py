@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _json
+
 FORMAT = "lnn_flow.sweep-group/2"
 # Version 1 had no checksum of the labels; its files are still read (the sweep checks
 # their configuration against its plan), version 2 files must match `labels_sha256`.
@@ -94,7 +96,7 @@ def remove_temporaries(directory: Path) -> None:
 
 
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, (json.dumps(value, indent=1, allow_nan=True) + "\n").encode())
+    write_atomic(path, (_json.dumps(value, indent=1) + "\n").encode())
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -112,7 +114,7 @@ def write_group(directory: Path, name: str, arrays: dict[str, Any], meta: dict) 
     Labels JSON cannot hold are refused before anything is written, so a bad label
     leaves no array file without its labels."""
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    json.dumps(meta, allow_nan=True)  # TypeError naming the value, before any write
+    _json.dumps(meta)  # TypeError naming the value, before any write
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     npz = Path(directory) / f"{name}.npz"
@@ -126,7 +128,7 @@ def write_group(directory: Path, name: str, arrays: dict[str, Any], meta: dict) 
         "sha256": sha256(npz),
         "complete": True,
     }
-    meta = json.loads(json.dumps(meta, allow_nan=True))  # as a reader will see it
+    meta = json.loads(_json.dumps(meta))  # as a reader will see it
     meta["labels_sha256"] = labels_sha256(meta)
     write_json(Path(directory) / f"{name}.json", meta)
     return Group(arrays, meta)
@@ -135,6 +137,7 @@ def write_group(directory: Path, name: str, arrays: dict[str, Any], meta: dict) 
 def labels_sha256(meta: dict[str, Any]) -> str:
     """SHA-256 of a group's labels (every field but this checksum), key order free."""
     labels = {k: v for k, v in meta.items() if k != "labels_sha256"}
+    # allow_nan: labels written before strict JSON (issue 26) may hold NaN.
     text = json.dumps(labels, sort_keys=True, allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -36,10 +36,14 @@ switch happens after `patience` accepted steps in a row vote for the same method
 - Chebyshev -> implicit once `s + 1 > implicit_cost` (`h rho` in the tens of
   thousands: Proposition 5's diverging norms, a long horizon), and back below half of
   it; implicit -> Tsit5 below `h rho < to_explicit`;
-- after `max_bounces` switches out of Chebyshev steps, the implicit steps take their
-  place: second-order steps accuracy-bound at a small `h rho` while Tsit5's are
-  stability-bound (Proposition 5 at rtol 1e-10) is where a fifth-order method with no
-  stability limit wins.
+- after `max_bounces` switches out of Chebyshev steps, `after_bounces` takes their
+  place: the implicit steps for a state small enough for a dense LU (second-order
+  steps accuracy-bound at a small `h rho` while Tsit5's are stability-bound,
+  Proposition 5 at rtol 1e-10, is where a fifth-order method with no stability limit
+  wins), Tsit5 alone for a larger one, where an implicit step costs hundreds of GMRES
+  mat-vecs (`benchmarks/stiff_tails.py --cases completion --full --init-scale 1e-6`:
+  a 30,000-state flow whose Chebyshev steps bounced took 219 implicit steps and 247 s
+  where Tsit5 alone took 3.3 s).
 
 The Chebyshev steps' error estimate is weighed by `error_scale` (10: rtol / 10 in that
 mode) so that a second-order method lands as close to a tight reference as Tsit5 does
@@ -210,6 +214,7 @@ class Switching(diffrax.AbstractAdaptiveSolver):
     to_explicit: float = 0.3 * TSIT5_STABILITY  # implicit -> Tsit5 at h rho < this
     error_scale: float = 10.0  # the Chebyshev steps' error estimate, weighed
     max_bounces: int = 8
+    after_bounces: int = IMPLICIT  # what replaces Chebyshev steps after max_bounces
     margin: float = 3.0  # Chebyshev -> Tsit5 once Tsit5 costs 1/margin of it
     patience: int = 15
     probe_every: int = 4
@@ -329,18 +334,19 @@ class Switching(diffrax.AbstractAdaptiveSolver):
         steps once `s + 1 < implicit_cost / 2`. After `max_bounces` returns from
         Chebyshev steps to Tsit5 (the second-order steps accuracy-bound at a small
         `h rho` while Tsit5's are stability-bound: a fifth-order method with no
-        stability limit wins there), the implicit steps take the Chebyshev steps'
-        place for the rest of the solve."""
+        stability limit wins there), `after_bounces` takes the Chebyshev steps' place
+        for the rest of the solve."""
         c = self.chebyshev
         cost = num_stages(c.safety * h_rho, c.min_stages, c.max_stages) + 1
         chebyshev = self.symmetric & (bounces < self.max_bounces)
-        stiff = jnp.where(chebyshev, CHEBYSHEV, IMPLICIT)
+        fallback = self.after_bounces if self.symmetric else IMPLICIT
+        stiff = jnp.where(chebyshev, CHEBYSHEV, fallback)
         from_explicit = jnp.where(h_rho >= self.to_implicit, stiff, EXPLICIT)
         explicit_cheaper = cost * TSIT5_STABILITY > self.margin * TSIT5_EVALS * h_rho
         last_bounce = bounces + 1 >= self.max_bounces
         from_chebyshev = jnp.select(
-            [explicit_cheaper & ~last_bounce, explicit_cheaper | (cost > self.implicit_cost)],
-            [EXPLICIT, IMPLICIT], CHEBYSHEV)
+            [explicit_cheaper & ~last_bounce, explicit_cheaper, cost > self.implicit_cost],
+            [EXPLICIT, fallback, IMPLICIT], CHEBYSHEV)
         back = chebyshev & (cost < 0.5 * self.implicit_cost)
         from_implicit = jnp.select([h_rho < self.to_explicit, back],
                                    [EXPLICIT, CHEBYSHEV], IMPLICIT)
@@ -366,8 +372,12 @@ class Switching(diffrax.AbstractAdaptiveSolver):
 
 def auto_solver(size: int, rtol, atol, symmetric: bool = True) -> Switching:
     """The solver of `solver="auto"` for a state of `size` entries; `symmetric`: the
-    system's Jacobian is symmetric (a gradient flow), so Chebyshev steps fit it."""
-    return Switching(implicit_solver(size, rtol, atol), symmetric=symmetric)
+    system's Jacobian is symmetric (a gradient flow), so Chebyshev steps fit it. After
+    `max_bounces`, implicit steps replace the Chebyshev steps only where a dense LU
+    solves their stages (`size <= DENSE_MAX`); Tsit5 does elsewhere."""
+    after = IMPLICIT if size <= DENSE_MAX else EXPLICIT
+    return Switching(implicit_solver(size, rtol, atol), symmetric=symmetric,
+                     after_bounces=after)
 
 
 METHOD_NAMES = ("explicit", "chebyshev", "implicit")

@@ -8,14 +8,13 @@ depth-2 factor flow with factors `(W^T, W)`. Both are re-exported by `lnn_flow.t
 from typing import Unpack
 
 import equinox as eqx
-import jax
 from jaxtyping import Array, ArrayLike, Float
 
 from . import _checks
 from ._options import SolveKwargs, SolveOptions
 from ._result import FlowSolution
 from ._solve import solve
-from ._system import AbstractFlowSystem, Loss
+from ._system import AbstractFlowSystem, Loss, flow_gradient
 
 
 def symmetric_vector_field(
@@ -32,7 +31,7 @@ def symmetric_vector_field(
 
 
 def _symmetric_field(loss, Ws):
-    G = jax.grad(loss)(Ws)
+    G = flow_gradient(loss, Ws)
     S = G + G.T
     return -(S @ Ws + Ws @ S)
 
@@ -64,7 +63,7 @@ class _SymmetricFactorSystem(AbstractFlowSystem):
 
     def vector_field(self, t, ws, args):
         _, W = ws
-        dW = -jax.grad(lambda W_: self.loss(W_ @ W_.T))(W)
+        dW = -flow_gradient(lambda W_: self.loss(W_ @ W_.T), W)
         return (dW.T, dW)
 
     def end_to_end(self, ws):

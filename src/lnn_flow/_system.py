@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
@@ -26,6 +27,22 @@ Loss = Callable[[Float[Array, "..."]], Float[Array, ""]]
 
 # The absolute tolerance of a solve given none, unless the system scales its own.
 FIXED_ATOL = 1e-10
+
+
+def flow_gradient(objective: Callable[[PyTree[Array]], Float[Array, ""]],
+                  x: PyTree[Array]) -> PyTree[Array]:
+    """`grad objective(x)`, NaN wherever `objective(x)` is not finite.
+
+    A gradient flow is undefined where its objective is NaN or infinite, even where
+    autodiff returns a finite gradient (a `jnp.where` onto NaN has a zero gradient in
+    the branch not taken): the field is NaN there, so the solver rejects every step
+    into such states ([`lnn_flow._controller._FiniteGuard`][]) and the solve ends at
+    the last state with a finite loss, saying so (`FlowSolution.blocked`). The value
+    comes with the gradient (`jax.value_and_grad`): no extra evaluation.
+    """
+    value, grad = jax.value_and_grad(objective)(x)
+    ok = jnp.isfinite(value)
+    return jax.tree_util.tree_map(lambda g: jnp.where(ok, g, jnp.nan), grad)
 
 
 class AbstractFlowSystem(eqx.Module):

@@ -14,19 +14,18 @@ autodiff). For `N = 2` this is eq. (2) at depth 2 with `W_1 = A_2^T`, `W_2 = A_1
 from typing import ClassVar, Unpack
 
 import equinox as eqx
-import jax
 from jaxtyping import ArrayLike, Float
 
 from ._cp import CPFactors, cp_factors, product, shape_of
 from ._options import SolveKwargs, SolveOptions
 from ._result import FlowSolution
 from ._solve import solve
-from ._system import AbstractFlowSystem, Loss
+from ._system import AbstractFlowSystem, Loss, flow_gradient
 from ._tensor_losses import fits_loss
 
 
 def _field(loss: Loss, fs: CPFactors) -> CPFactors:
-    grads = jax.grad(lambda fs_: loss(product(fs_)))(fs)
+    grads = flow_gradient(lambda fs_: loss(product(fs_)), fs)
     return tuple(-g for g in grads)
 
 
