@@ -20,13 +20,16 @@ import pytest
 
 import lnn_flow as lf
 from lnn_flow import _store
+from lnn_flow._figures import sweep_loss_figure
 from lnn_flow._sweep import (
     Group,
     effective_rank,
     format_summary,
     parse_study,
     planned_groups,
+    save_times,
 )
+from lnn_flow._sweep_summary import report_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -332,6 +335,67 @@ def test_summary_counts_failures_and_takes_quantiles():
     assert "unbalancedness_final" not in row  # end-to-end flow: no factors
     table = format_summary([row], ["depth"])
     assert "2.5" in table and table.splitlines()[0].split()[0] == "depth"
+
+
+def test_summary_statistics_are_over_finished_seeds_only():
+    """Issue 26: a failed seed's last values (finite, from where it ran out of steps)
+    and an unfinished one's (cut short at t1) used to enter the medians: a row printed
+    "rel err 8.15" as the median of a converged seed at 8.3e-4 and a failed one at
+    16.3. One rule: statistics over finished seeds, the others counted beside them."""
+    group = Group(
+        arrays={
+            "seed": np.arange(4),
+            "loss_final": np.array([1e-9, 3e-9, 0.5, 0.2]),
+            "relative_error_final": np.array([8.3e-4, 9.1e-4, 16.3, 4.0]),
+            "success": np.array([True, True, False, True]),
+            "stopped": np.array([True, True, False, False]),
+        },
+        meta={"config_id": "x", "config": {"depth": 2, "loss_threshold": 1e-8}},
+    )
+    (row,) = lf.summarize([group])
+    assert (row["failures"], row["unfinished"], row["finished"]) == (1, 1, 2)
+    assert row["relative_error_final"]["median"] == pytest.approx(8.7e-4)
+    assert row["loss_final"]["median"] == pytest.approx(2e-9)
+    none = Group(arrays={**group.arrays, "success": np.zeros(4, bool)}, meta=group.meta)
+    (row,) = lf.summarize([none])
+    assert row["finished"] == 0 and np.isnan(row["relative_error_final"]["median"])
+    # The report's figure marks the row, and its label counts the finished seeds.
+    rows = report_rows(lf.summarize([group, none]), ["depth"])
+    figure = sweep_loss_figure(rows, ["depth"], "t")
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "2  (2/4 finished)", "2  (0/4 finished)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "some seeds failed or unfinished"]
+
+
+@pytest.mark.parametrize("config, expected", [
+    (dict(t1=30.0, num_saves=4, save_times="auto"), [0.0, 10.0, 20.0, 30.0]),
+    (dict(t1=1e8, num_saves=4, save_times="auto"), [0.0, 1.0, 1e4, 1e8]),
+    (dict(t1=1e8, num_saves=3, save_times="linear"), [0.0, 5e7, 1e8]),
+    (dict(t1=5.0, num_saves=3, save_times="log"), [0.0, 0.5, 5.0]),
+])
+def test_save_times_are_geometric_where_t1_spans_decades(config, expected):
+    np.testing.assert_allclose(save_times(config), expected, rtol=1e-12)
+
+
+def test_shipped_studies_store_trajectories_on_a_log_scale_where_t1_is_long():
+    """studies/tensor_sweep.toml runs to t1 = 1e8 and every seed stops between 8.7e4
+    and 3.3e6: linear saves put all but t = 0 after the stop."""
+    study = lf.load_study(ROOT / "studies" / "tensor_sweep.toml")
+    for config in study.configs():
+        ts = save_times(config)
+        assert ts[0] == 0 and np.sum((ts > 0) & (ts <= 8.7e4)) >= 4, ts
+
+
+def test_a_group_with_fewer_than_two_saves_warns(tmp_path):
+    raw = {"name": "short", "seeds": 2, "fixed": {
+        "d_in": 3, "d_out": 3, "rank": 1, "num_measurements": 6, "init_scale": 0.3,
+        "depth": 2, "t1": 1e6, "num_saves": 3, "save_times": "linear",
+        "loss_threshold": 1e-3}, "grid": {"rtol": [1e-6]}}
+    with pytest.warns(UserWarning, match=r"2 of 2 seeds .* before their second save at "
+                      r"t = 5e\+05: their trajectory holds t = 0 only"):
+        lf.run_sweep(parse_study(raw), tmp_path / "s", progress=False)
 
 
 def test_effective_rank():

@@ -76,19 +76,31 @@ def demo_figure(curves, atol: float, agreement: float | None = None) -> Figure:
 
 
 def sweep_loss_figure(rows: Sequence[dict[str, Any]], varying: Sequence[str], title: str):
-    """The final loss per configuration (median, q10 to q90 over seeds; log scale),
-    one line per `report_rows` row, labelled by its varying parameters."""
+    """The final loss per configuration (median, q10 to q90 over its finished seeds;
+    log scale), one line per `report_rows` row, labelled by its varying parameters and
+    `finished/seeds`. Rows where seeds failed or did not finish are drawn in red; a row
+    with none finished has no marker, its label says so."""
     figure = Figure(figsize=(6.5, 1.2 + 0.35 * len(rows)))
     ax = figure.subplots()
-    labels = [", ".join(str(r[k]) for k in varying) for r in rows]
-    medians = [r.get("loss_final_median", float("nan")) for r in rows]
-    spread = [[m - r.get("loss_final_q10", m) for m, r in zip(medians, rows)],
-              [r.get("loss_final_q90", m) - m for m, r in zip(medians, rows)]]
-    ax.errorbar(medians, range(len(rows)), xerr=spread, fmt="o", capsize=3)
-    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    done = [r.get("finished", r["seeds"] - r.get("failures", 0)) for r in rows]
+    labels = [", ".join(str(r[k]) for k in varying) + f"  ({d}/{r['seeds']} finished)"
+              for r, d in zip(rows, done)]
+    medians = np.array([r.get("loss_final_median", np.nan) for r in rows], float)
+    spread = np.array([[m - r.get("loss_final_q10", m) for m, r in zip(medians, rows)],
+                       [r.get("loss_final_q90", m) - m for m, r in zip(medians, rows)]])
+    partial = np.array([d < r["seeds"] for r, d in zip(rows, done)], bool)
+    y = np.arange(len(rows))
+    for mask, color, label in ((~partial, "C0", "every seed finished"),
+                               (partial, "C3", "some seeds failed or unfinished")):
+        if mask.any() and np.isfinite(medians[mask]).any():
+            ax.errorbar(medians[mask], y[mask], xerr=spread[:, mask], fmt="o", capsize=3,
+                        color=color, label=label)
+    ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set(xscale="log", xlabel="final loss (median, q10 to q90 over seeds)",
+    ax.set(xscale="log", xlabel="final loss (median, q10 to q90 over finished seeds)",
            ylabel=", ".join(varying), title=title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
     figure.tight_layout()
     return figure
 

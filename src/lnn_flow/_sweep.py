@@ -47,6 +47,7 @@ the statistics `lnn_flow._sweep_summary`. Their public names are re-exported her
 """
 
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ from ._sweep_schema import (
     family,
     load_study,
     parse_study,
+    save_times,
     solver_class,
 )
 from ._sweep_plan import (
@@ -135,7 +137,7 @@ def solve_group(
     `message` (the solver's message per seed), which `run_sweep` stores in the labels."""
     loss, truth = _problem(study, config)
     ws0 = _initial_factors(config, seeds, study.method)
-    ts = np.linspace(0.0, config["t1"], config["num_saves"])
+    ts = save_times(config)
     method = REGISTRY[study.method]
     if not method.ode:
         sol = solve_batch(
@@ -279,6 +281,7 @@ def run_sweep(
             start = time.time()
             meter = diffrax.TqdmProgressMeter() if solve_progress else None
             arrays = solve_group(study, config, study.seeds, devices, meter)
+            _warn_short_trajectories(name, config, arrays)
             meta = _labels(study, name, config, arrays, start, devices)
             if writer:
                 done[name] = _store.write_group(directory, name, arrays, meta)
@@ -290,6 +293,24 @@ def run_sweep(
     return groups
 
 
+
+
+def _warn_short_trajectories(name: str, config: dict[str, Any], arrays) -> None:
+    """Warn where seeds reached fewer than 2 saves: their stored trajectory is the
+    initial state alone (every later save NaN), so "over time" shows nothing."""
+    reached = np.asarray(arrays["reached"]).sum(axis=1)
+    short = np.flatnonzero(reached < 2)
+    if short.size:
+        ends = np.asarray(arrays["t_final"])[short]
+        warnings.warn(
+            f"{name}: {short.size} of {reached.size} seeds (seeds "
+            f"{np.asarray(arrays['seed'])[short].tolist()}) ended (t_final "
+            f"{ends.min():.3g}..{ends.max():.3g}) before their second save at t = "
+            f"{float(np.asarray(arrays['ts'])[1]):.3g}: their trajectory holds t = 0 "
+            f"only. Use save_times = 'log' (now {config['save_times']!r}) or a smaller "
+            "t1.",
+            stacklevel=3,
+        )
 
 
 def _labels(study: Study, name: str, config: dict[str, Any], arrays, start: float,
@@ -317,5 +338,5 @@ __all__ = [
     "CorruptResultError", "FAMILIES", "Group", "INITS", "METHODS", "PARAMETERS", "PROBLEMS",
     "Parameter", "QUANTILES", "Study", "effective_rank", "format_summary",
     "config_id", "family", "load_study", "load_sweep", "parse_study", "planned_groups",
-    "summarize",
+    "save_times", "summarize",
 ]

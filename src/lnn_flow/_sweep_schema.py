@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import diffrax
+import numpy as np
 
 from ._chebyshev import RKC2
 from ._files import read_study_file
@@ -24,6 +25,11 @@ PROBLEMS = ("matrix_sensing", "matrix_completion", "tensor_sensing", "tensor_com
 # The methods of `lnn_flow._methods.METHODS` whose initial states a sweep draws.
 METHODS = ("factor", "end_to_end", "descent", "tensor")
 INITS = ("balanced", "gaussian")
+SAVE_TIMES = ("auto", "linear", "log")
+# `save_times = "auto"` saves geometrically from this `t1` on: a flow from a small init
+# sits on plateaus and escapes saddles on a log time scale, and linear saves up to such
+# a `t1` fall after the solve's loss stop (every save but t = 0 empty).
+LOG_SAVES_FROM = 1e3
 # Which problems each kind of method solves: matrices (eq. 2, Theorem 1, descent)
 # or tensors (the CP factorization of Section 5).
 FAMILIES = {"matrix": ("factor", "end_to_end", "descent"), "tensor": ("tensor",)}
@@ -80,7 +86,11 @@ PARAMETERS: dict[str, Parameter] = {
         "gaussian: entry std",
     ),
     "t1": Parameter(float, 60.0, "positive", static=False),
-    "num_saves": Parameter(int, 21, "at_least_2", help="saves at linspace(0, t1)"),
+    "num_saves": Parameter(int, 21, "at_least_2", help="how many save times"),
+    "save_times": Parameter(
+        str, "auto", help="'linear': linspace(0, t1); 'log': 0, then geometric from "
+        "min(1, t1 / 10) to t1; 'auto': log where t1 >= 1000, else linear"
+    ),
     "solver": Parameter(
         str, "Tsit5", help="a diffrax solver class name, 'RKC2', or 'auto' (Tsit5 "
         "switching to Chebyshev or implicit steps where the flow is stiff: "
@@ -279,11 +289,27 @@ def _complete(config: dict[str, Any], study: Study) -> dict[str, Any]:
     """Fill derived values and check the combination as a whole."""
     if config["init"] not in INITS:
         raise ValueError(f"`init` must be one of {list(INITS)}; got {config['init']!r}")
+    if config["save_times"] not in SAVE_TIMES:
+        raise ValueError(f"`save_times` must be one of {list(SAVE_TIMES)}; got "
+                         f"{config['save_times']!r}")
     if config["solver"] != "auto":
         _check_solver(config["solver"])
     if family(study.method) == "tensor":
         return _complete_tensor(config, study)
     return _complete_matrix(config, study)
+
+
+def save_times(config: dict[str, Any]) -> np.ndarray:
+    """The save times of a configuration: `num_saves` times from 0 to `t1`, linear or
+    (`save_times = "log"`, or `"auto"` with `t1 >= LOG_SAVES_FROM`) 0 and then
+    geometric from `min(1, t1 / 10)` (the flows' unit of time: an O(1) curvature of
+    the loss) to `t1`."""
+    t1, n, kind = float(config["t1"]), config["num_saves"], config["save_times"]
+    if kind == "linear" or (kind == "auto" and t1 < LOG_SAVES_FROM):
+        return np.linspace(0.0, t1, n)
+    ts = np.geomspace(min(1.0, t1 / 10), t1, n - 1)
+    ts[-1] = t1
+    return np.concatenate([[0.0], ts])
 
 
 def solver_class(name: str):
