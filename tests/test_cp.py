@@ -51,6 +51,22 @@ def test_component_norms_are_frobenius_norms_of_components(shape):
         np.testing.assert_allclose(got, np.linalg.norm(W_r), rtol=1e-13)
 
 
+def test_component_norms_of_saved_trajectories_keep_their_leading_axes():
+    """A solution's `factors` carry a save axis (and a batch axis under solve_batch):
+    the norms keep them, NaN at saves not reached (issue 26)."""
+    fs = factors((2, 3, 4), seed=1)
+    saved = tuple(jnp.stack([f, 2 * f, jnp.full_like(f, jnp.nan)]) for f in fs)
+    batch = tuple(jnp.stack([s, s]) for s in saved)
+    one = lf.tensor.component_norms(fs)
+    got = lf.tensor.component_norms(saved)
+    assert got.shape == (3, R) and lf.tensor.component_norms(batch).shape == (2, 3, R)
+    np.testing.assert_allclose(got[0], one, rtol=1e-14)
+    np.testing.assert_allclose(got[1], 8 * one, rtol=1e-14)  # order 3: 2^3
+    assert np.isnan(got[2]).all()
+    with pytest.raises(ValueError, match=r"`fs` must share its leading .* fs\[1\] has \(2,\)"):
+        lf.tensor.component_norms((saved[0], saved[1][:2], saved[2]))
+
+
 def test_unbalancedness():
     fs = factors((2, 3, 4), seed=2)
     sq = np.stack([np.sum(np.asarray(f) ** 2, axis=0) for f in fs])

@@ -97,6 +97,14 @@ def test_every_number_in_the_summary_comes_from_the_results(report, tmp_path):
         assert f"![{name}]({name}.png)" in text
 
 
+def test_description_defines_both_ranks_it_reports(report):
+    """The integer effective tensor rank and the continuous unfolding effective rank
+    (an entropy rank) appear side by side: both are defined (issue 26)."""
+    text = report.description
+    assert "the effective tensor rank is the number of components" in text
+    assert "the unfolding effective rank is a continuous one, `exp(entropy(" in text
+
+
 def test_prose_is_formatted_from_the_rows(report):
     """Change a row and the prose says the new number: it is not fixed text."""
     tables = {k: [dict(r) for r in v] for k, v in report.tables.items()}

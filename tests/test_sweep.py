@@ -214,6 +214,23 @@ def test_another_study_in_the_same_directory_is_refused(reference, tmp_path):
         lf.run_sweep(parse_study(other), out, progress=False)
 
 
+def test_a_second_sweep_on_a_held_folder_is_refused_naming_the_holder(study_file,
+                                                                      tmp_path):
+    """Two sweeps on one folder both ran to the end, each doing all the work."""
+    out = tmp_path / "held"
+    out.mkdir()
+    with _store.directory_lock(out):
+        assert "process" in (out / ".lock.holder").read_text()
+        with pytest.raises(_store.DirectoryInUseError,
+                           match=rf"{out} is in use by process \d+ on .* one sweep "
+                           "writes to a folder at a time"):
+            lf.run_sweep(lf.load_study(study_file), out, progress=False)
+        assert not (out / "study.json").exists()  # refused before any work
+    assert not (out / ".lock.holder").exists()  # released with the lock
+    with _store.directory_lock(out):  # and free again
+        pass
+
+
 def test_example_study_file():
     study = lf.load_study(ROOT / "studies" / "example_sweep.toml")
     plan = planned_groups(study)
@@ -223,6 +240,14 @@ def test_example_study_file():
     assert [len(set(shapes[i:i + 2])) for i in range(0, 8, 2)] == [1, 1, 1, 1]
     assert len(set(shapes)) == 4
     assert len({name for name, _ in plan}) == 8
+
+
+def test_example_study_names_the_folders_it_writes():
+    from lnn_flow._cli import _default_groups
+
+    text = (ROOT / "studies" / "example_sweep.toml").read_text()
+    assert str(_default_groups("example_sweep")) in text
+    assert "results/example_sweep" not in text
 
 
 def test_example_tensor_study_file():

@@ -102,10 +102,35 @@ def _column_norms(fs: CPFactors) -> Float[Array, "N R"]:
     return jnp.stack([jnp.linalg.norm(f, axis=0) for f in fs])
 
 
-def component_norms(fs: CPFactors) -> Float[Array, " R"]:
+def component_norms(fs: CPFactors) -> Float[Array, "*batch R"]:
     """`||W_r||_F = prod_n ||a_r^n||` for each component `r` (the Frobenius norm of
-    an outer product is the product of the norms of its vectors)."""
-    return jnp.prod(_column_norms(cp_factors(fs)), axis=0)
+    an outer product is the product of the norms of its vectors).
+
+    The factors may share leading axes (a solution's saved `factors`, `(k, d_n, R)`,
+    or a batch's `(B, k, d_n, R)`): then the norms have those axes too, `(..., R)`,
+    NaN at saves not reached."""
+    fs = _stacked_cp_factors(fs)
+    return jnp.prod(jnp.stack([jnp.linalg.norm(f, axis=-2) for f in fs]), axis=0)
+
+
+def _stacked_cp_factors(fs, name: str = "fs") -> CPFactors:
+    """`fs` checked as CP factors with optional shared leading axes: each factor's
+    last two axes as by [`cp_factors`][] (no finiteness check where there are
+    leading axes: unreached saves are NaN)."""
+    fs = tuple(fs) if not isinstance(fs, (jax.Array, np.ndarray)) else fs
+    if isinstance(fs, tuple) and fs and all(jnp.ndim(f) > 2 for f in fs):
+        lead = jnp.shape(fs[0])[:-2]
+        for n, f in enumerate(fs):
+            if jnp.shape(f)[:-2] != lead:
+                raise ValueError(
+                    f"`{name}` must share its leading (save or batch) axes: {name}[0] "
+                    f"has {tuple(lead)} but {name}[{n}] has {tuple(jnp.shape(f)[:-2])}"
+                )
+        first = tuple(jnp.asarray(f)[(0,) * len(lead)] for f in fs) if all(lead) else None
+        if first is not None:
+            cp_factors(first, name, finite=False)
+        return tuple(jnp.asarray(f) for f in fs)
+    return cp_factors(fs, name)
 
 
 def unbalancedness(fs: CPFactors) -> Float[Array, ""]:

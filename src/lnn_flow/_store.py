@@ -14,15 +14,20 @@ is missing or does not match the checksum, or whose labels were edited after wri
 raises `CorruptResultError`.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import os
+import socket
+import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import filelock
 import numpy as np
 
 from . import _json
@@ -87,6 +92,43 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class DirectoryInUseError(OSError):
+    """Another process holds the lock of a sweep's directory ([`directory_lock`][])."""
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path):
+    """Hold the directory's lock (`.lock`, the `filelock` package: an OS file lock,
+    released by the OS if the holder dies) while a sweep writes there; a second
+    writer is refused at once, naming the holder (recorded in `.lock.holder`). Two
+    sweeps on one folder would otherwise both run to the end, each doing all the
+    work."""
+    directory = Path(directory)
+    lock = filelock.FileLock(directory / ".lock", timeout=0)
+    holder = directory / ".lock.holder"
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        try:
+            who = holder.read_text().strip()
+        except OSError:
+            who = "another process"
+        raise DirectoryInUseError(
+            f"{directory} is in use by {who}: one sweep writes to a folder at a time "
+            "(a second would repeat all its work). Wait for it to finish or stop it, or "
+            "choose another output folder"
+        ) from None
+    try:
+        holder.write_text(
+            f"process {os.getpid()} on {socket.gethostname()} (started "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv) or 'python'})\n"
+        )
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
 
 
 def remove_temporaries(directory: Path) -> None:

@@ -46,6 +46,7 @@ is `lnn_flow._sweep_schema`, the plan and reading groups back `lnn_flow._sweep_p
 the statistics `lnn_flow._sweep_summary`. Their public names are re-exported here.
 """
 
+import contextlib
 import time
 import warnings
 from collections.abc import Sequence
@@ -248,6 +249,12 @@ def run_sweep(
     directory = Path(directory)
     writer = jax.process_index() == 0
     directory.mkdir(parents=True, exist_ok=True)
+    with _store.directory_lock(directory) if writer else contextlib.nullcontext():
+        return _run_sweep(study, directory, writer, devices, progress, solve_progress)
+
+
+def _run_sweep(study: Study, directory: Path, writer: bool, devices, progress: bool,
+               solve_progress: bool) -> list[Group]:
     if writer:
         _store.remove_temporaries(directory)
     claim(directory, study, writer)
