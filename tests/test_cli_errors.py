@@ -236,6 +236,8 @@ def test_ctrl_c_exits_130_with_one_line(argv, where, message, tmp_path, capsys,
     assert main(_fill(argv, tmp_path)) == 130
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and re.search(message, lines[0]), lines
+    if where in ("study", "demo"):  # no empty report folder left behind (issue 26)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.txt", "tiny.json"]
 
 
 def test_sigint_in_a_real_process(tmp_path):

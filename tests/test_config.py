@@ -75,3 +75,20 @@ def test_configure_refuses_bad_values_and_leaves_none_alone():
     for bad in (0, -1, 2.5, True, "two"):
         with pytest.raises(ValueError, match="`lapack_threads` must be a positive integer"):
             _config.configure(lapack_threads=bad)
+
+
+def test_float32_mode_runs_the_demo_without_float64_warnings(tmp_path):
+    """Issue 26: with `LNN_FLOW_NO_X64=1` the demo stopped at its float64 tolerances
+    ("pass rtol >= 1.2e-07", with no --rtol to pass) and every `lf.problems` /
+    `lf.init` call warned that float64 is not available. Now the defaults ask for the
+    float the process has and the demo picks tolerances float32 resolves."""
+    clean = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    done = subprocess.run(
+        [sys.executable, "-m", "lnn_flow._cli", "demo", "--dim", "4",
+         "--num-measurements", "10", "--t1", "5", "--out", str(tmp_path / "d")],
+        env={**clean, "LNN_FLOW_NO_X64": "1"}, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "not available" not in done.stderr, done.stderr[-2000:]
+    assert "float32, rtol 1e-05" in done.stdout

@@ -148,7 +148,11 @@ def real_dtype(name: str, dtype) -> None:
 
 
 def float_dtype(name: str, dtype) -> np.dtype:
-    """A real floating dtype for `dtype=` arguments (`float32`, `float64`, ...)."""
+    """A real floating dtype for `dtype=` arguments (`float32`, `float64`, ...).
+    `None`: float64, or float32 where JAX's 64-bit mode is off (`LNN_FLOW_NO_X64=1`):
+    the widest float the process has, asked for without JAX's truncation warning."""
+    if dtype is None:
+        return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
     try:
         dtype = np.dtype(dtype)
     except TypeError as err:

@@ -43,6 +43,29 @@ def _prepare_out(out: str | pathlib.Path, flag: str = "--out") -> pathlib.Path:
     return out
 
 
+def _new_folders(out: str | pathlib.Path) -> pathlib.Path | None:
+    """The outermost folder of `out` that does not exist yet (None: `out` exists):
+    what `_prepare_out` will create, and an interrupted run removes again."""
+    out = pathlib.Path(out).absolute()
+    if out.exists():
+        return None
+    while not out.parent.exists():
+        out = out.parent
+    return out
+
+
+def _remove_if_empty(top: pathlib.Path | None) -> None:
+    """Remove `top` (a folder this run created) if it holds no file, so that an
+    interrupted run leaves no empty report folder behind."""
+    if top is None or not top.is_dir():
+        return
+    if any(p.is_file() for p in top.rglob("*")):
+        return
+    for folder in sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True):
+        folder.rmdir()
+    top.rmdir()
+
+
 def _write_report(report, out: pathlib.Path) -> tuple[pathlib.Path, int]:
     """Write `report` to `out`; on a write error, to a fresh temporary folder instead,
     saying so on stderr (exit status 1: the report is safe, but not where asked)."""
@@ -77,16 +100,21 @@ def _demo(args: argparse.Namespace) -> int:
     if any(d < 1 for d in args.depths):
         raise ValueError(f"`--depths` must all be >= 1; got {args.depths}")
     positive_int("--seed", args.seed, minimum=0)
+    created = _new_folders(args.out)
     out = _prepare_out(args.out)
-    report = demo_report(
-        dim=args.dim,
-        rank=args.rank,
-        num_measurements=args.num_measurements,
-        scale=args.scale,
-        t1=args.t1,
-        depths=tuple(args.depths),
-        seed=args.seed,
-    )
+    try:
+        report = demo_report(
+            dim=args.dim,
+            rank=args.rank,
+            num_measurements=args.num_measurements,
+            scale=args.scale,
+            t1=args.t1,
+            depths=tuple(args.depths),
+            seed=args.seed,
+        )
+    except BaseException:
+        _remove_if_empty(created)
+        raise
     rows = report.tables["demo"]
     summary, code = _write_report(report, out)  # first: printing can fail (a pipe)
     print(describe(args.dim, args.rank, args.num_measurements, args.scale, args.t1, rows))
@@ -211,9 +239,15 @@ def _run(args: argparse.Namespace) -> int:
         else:
             warnings.warn_explicit(warning.message, warning.category,
                                    warning.filename, warning.lineno)
-    out = _prepare_out(args.out if args.out else pathlib.Path("reports") / name)
+    target = args.out if args.out else pathlib.Path("reports") / name
+    created = _new_folders(target)
+    out = _prepare_out(target)
     start = time.perf_counter()
-    report = STUDIES[name](**parameters, progress=not args.no_progress)
+    try:
+        report = STUDIES[name](**parameters, progress=not args.no_progress)
+    except BaseException:
+        _remove_if_empty(created)  # no empty report folder after Ctrl-C or an error
+        raise
     seconds = time.perf_counter() - start
     report.parameters["wall_seconds"] = round(seconds, 1)
     summary, code = _write_report(report, out)

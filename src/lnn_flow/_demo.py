@@ -30,6 +30,17 @@ from ._report import Report, Untrusted
 SOLVER = diffrax.Tsit5()
 RTOL = 1e-8
 FACTOR_ATOL = 1e-10
+# With JAX's 64-bit mode off (`LNN_FLOW_NO_X64=1`) the problem is float32 (eps 1.2e-7):
+# tolerances it resolves, two decades above its eps.
+RTOL_FLOAT32 = 1e-5
+FACTOR_ATOL_FLOAT32 = 1e-8
+
+
+def tolerances(dtype) -> tuple[float, float]:
+    """`(rtol, factor atol)` of the demo's solves for a problem of `dtype`."""
+    if np.finfo(dtype).eps > 1e-10:
+        return RTOL_FLOAT32, FACTOR_ATOL_FLOAT32
+    return RTOL, FACTOR_ATOL
 # Relative difference of the two flows' losses past which neither is trusted: the
 # table prints losses to 4 significant digits (rounding: up to 5e-4 relative).
 AGREEMENT = 1e-4
@@ -72,17 +83,19 @@ def _study(dim, rank, num_measurements, scale, t1, depths, num_saves, seed):
         k_problem, (dim, dim), rank, num_measurements
     )
     ts = jnp.linspace(0.0, t1, num_saves)
+    dtype = np.dtype(truth.dtype)
+    rtol, factor_atol = tolerances(dtype)
     rows, curves = [], {}
     for depth in depths:
         ws0 = init.balanced(k_init, (dim,) * (depth + 1), scale)
         start = time.perf_counter()
-        factor = factor_flow(loss, ws0, t1, ts, solver=SOLVER, rtol=RTOL,
-                             atol=FACTOR_ATOL)
+        factor = factor_flow(loss, ws0, t1, ts, solver=SOLVER, rtol=rtol,
+                             atol=factor_atol)
         jax.block_until_ready(factor.loss)
         factor_time = time.perf_counter() - start
         W0 = factor.end_to_end[0]
         start = time.perf_counter()
-        e2e = end_to_end_flow(loss, W0, depth, t1, ts, solver=SOLVER, rtol=RTOL)
+        e2e = end_to_end_flow(loss, W0, depth, t1, ts, solver=SOLVER, rtol=rtol)
         jax.block_until_ready(e2e.loss)
         e2e_time = time.perf_counter() - start
         gap = np.asarray(jnp.abs(factor.end_to_end - e2e.end_to_end).max(axis=(1, 2)))
@@ -111,7 +124,10 @@ def _study(dim, rank, num_measurements, scale, t1, depths, num_saves, seed):
                 "steps_end_to_end": int(e2e.stats.num_steps),
                 "seconds_factor": factor_time,
                 "seconds_end_to_end": e2e_time,
-                "atol_end_to_end": float(default_atol(W0, RTOL)),
+                "dtype": dtype.name,
+                "rtol": rtol,
+                "atol_factor": factor_atol,
+                "atol_end_to_end": float(default_atol(W0, rtol)),
                 "success": bool(factor.success) and bool(e2e.success),
             }
         )
@@ -121,12 +137,14 @@ def _study(dim, rank, num_measurements, scale, t1, depths, num_saves, seed):
 def describe(dim, rank, num_measurements, scale, t1, rows) -> str:
     """What was solved, with the tolerances the solves used (not fixed prose)."""
     atol_text = ", ".join(dict.fromkeys(f"{r['atol_end_to_end']:.1e}" for r in rows))
+    first = rows[0]
     return (
         f"Matrix sensing: {dim}x{dim} ground truth of rank {rank}, {num_measurements} "
         f"Gaussian measurements, balanced init of norm {scale}, t1 = {t1}.\n"
         f"Factor flow (eq. 2) vs end-to-end flow (Theorem 1), {type(SOLVER).__name__}, "
-        f"float64, rtol {RTOL:.0e}; atol {FACTOR_ATOL:.0e} (factor flow) and "
-        f"min(1e-10, 1e-2 rtol max|W0|) = {atol_text} (end-to-end flow)."
+        f"{first['dtype']}, rtol {first['rtol']:.0e}; atol {first['atol_factor']:.0e} "
+        f"(factor flow) and min(1e-10, 1e-2 rtol max|W0|) = {atol_text} (end-to-end "
+        "flow)."
     )
 
 

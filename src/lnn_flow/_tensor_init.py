@@ -37,7 +37,7 @@ def balanced(
     shape: Sequence[int],
     rank: int,
     scale: float,
-    dtype=jnp.float64,
+    dtype=None,
 ) -> CPFactors:
     """Balanced CP factors of `rank` components for a tensor of `shape`
     `(d_1, ..., d_N)`: each column `a_r^n` is a uniformly random direction of norm
@@ -62,7 +62,7 @@ def gaussian(
     shape: Sequence[int],
     rank: int,
     std: float,
-    dtype=jnp.float64,
+    dtype=None,
 ) -> CPFactors:
     """CP factors of `rank` components for a tensor of `shape` with independent
     `N(0, std^2)` entries: unbalanced in general, a test bed for the conservation law

@@ -22,7 +22,7 @@ def low_rank_tensor(
     *,
     norm: float | None = None,
     component_norms: Sequence[float] | None = None,
-    dtype=jnp.float64,
+    dtype=None,
 ) -> Float[Array, "*E"]:
     """A random tensor `sum_{r=1}^{rank} a_r^1 (x) ... (x) a_r^N` of `shape` (Gaussian
     factors, i.i.d. N(0, 1) entries), scaled to Frobenius norm `norm`.
@@ -55,7 +55,7 @@ def low_rank_factors(
     *,
     norm: float | None = None,
     component_norms: Sequence[float] | None = None,
-    dtype=jnp.float64,
+    dtype=None,
 ) -> tuple[Float[Array, "_ R"], ...]:
     """The CP factors `(A_1, ..., A_N)` [`low_rank_tensor`][] draws, checked; with
     `component_norms` already rescaled, else the raw Gaussian draw (its scale to `norm`
@@ -102,7 +102,7 @@ def random_tensor_sensing(
     num_measurements: int,
     *,
     component_norms: Sequence[float] | None = None,
-    dtype=jnp.float64,
+    dtype=None,
 ) -> tuple[TensorSensing, Float[Array, "*E"]]:
     """Tensor sensing of a random rank-`rank` ground truth `W*` ([`low_rank_tensor`][])
     from `num_measurements` Gaussian measurement tensors (i.i.d. N(0, 1) entries).
@@ -114,7 +114,7 @@ def random_tensor_sensing(
     truth = low_rank_tensor(k_truth, shape, rank, component_norms=component_norms,
                             dtype=dtype)
     m = _checks.positive_int("num_measurements", num_measurements)
-    A = jax.random.normal(k_sense, (m, *truth.shape), dtype)
+    A = jax.random.normal(k_sense, (m, *truth.shape), truth.dtype)
     return TensorSensing(A, jnp.tensordot(A, truth, axes=truth.ndim)), truth
 
 
@@ -125,7 +125,7 @@ def random_tensor_completion(
     num_measurements: int,
     *,
     component_norms: Sequence[float] | None = None,
-    dtype=jnp.float64,
+    dtype=None,
 ) -> tuple[TensorCompletion, Float[Array, "*E"]]:
     """Tensor completion of a random rank-`rank` ground truth `W*`
     ([`low_rank_tensor`][]) from `num_measurements` observed entries, drawn uniformly

@@ -80,7 +80,7 @@ def balanced(
     scale: float,
     *,
     random_hidden: bool = True,
-    dtype=jnp.float64,
+    dtype=None,
 ) -> Factors:
     """Balanced factors (Assumption 1) whose end-to-end matrix is a random Gaussian
     matrix scaled to Frobenius norm `scale`.
@@ -112,7 +112,7 @@ def gaussian(
     dims: Sequence[int],
     scale: float | Sequence[float] | None = None,
     *,
-    dtype=jnp.float64,
+    dtype=None,
     std: float | Sequence[float] | None = None,
 ) -> Factors:
     """Factors with independent `N(0, scale^2)` entries: `scale` is the entries'

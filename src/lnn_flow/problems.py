@@ -15,7 +15,7 @@ def low_rank_matrix(
     rank: int,
     *,
     norm: float | None = None,
-    dtype=jnp.float64,
+    dtype=None,
 ) -> Float[Array, "dn d0"]:
     """A random `shape` matrix `L R^T` of the given `rank` (Gaussian `L`, `R`), scaled to
     Frobenius norm `norm` (default `sqrt(rank)`: singular values of order one)."""
@@ -42,7 +42,7 @@ def random_matrix_sensing(
     rank: int,
     num_measurements: int,
     *,
-    dtype=jnp.float64,
+    dtype=None,
 ) -> tuple[MatrixSensing, Float[Array, "dn d0"]]:
     """Matrix sensing (eq. 9) of a random rank-`rank` ground truth `W*` from
     `num_measurements` Gaussian measurement matrices (i.i.d. N(0, 1) entries, which
@@ -53,7 +53,7 @@ def random_matrix_sensing(
     k_truth, k_sense = jax.random.split(_checks.prng_key("key", key))
     truth = low_rank_matrix(k_truth, shape, rank, dtype=dtype)
     m = _checks.positive_int("num_measurements", num_measurements)
-    A = jax.random.normal(k_sense, (m, *truth.shape), dtype)
+    A = jax.random.normal(k_sense, (m, *truth.shape), truth.dtype)
     return MatrixSensing(A, jnp.tensordot(A, truth, axes=2)), truth
 
 
@@ -63,7 +63,7 @@ def random_matrix_completion(
     rank: int,
     num_measurements: int | None = None,
     *,
-    dtype=jnp.float64,
+    dtype=None,
     num_observed: int | None = None,
 ) -> tuple[MatrixCompletion, Float[Array, "dn d0"]]:
     """Matrix completion (eq. 9 with one-hot measurement matrices) of a random
