@@ -25,6 +25,10 @@ def test_run_tensor_small_writes_the_report(tmp_path, capsys):
         assert (out / f"{name}.png").exists()
     for name in data["tables"]:
         assert (out / f"{name}.csv").read_text().count("\n") == len(data["tables"][name]) + 1
+    # A preset shows the effect in rows that finish (issue 26: the 60-entry rows of
+    # the old preset finished none of their seeds).
+    for name in ("init_scale", "matrix_view"):
+        assert all(row["finished"] >= 1 for row in data["tables"][name]), name
     assert "Tensor factorization" in (out / "summary.md").read_text()
 
 

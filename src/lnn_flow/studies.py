@@ -53,8 +53,10 @@ SMALL: dict[str, dict[str, Any]] = {
                        tail_num_measurements=300),
     "greedy": dict(size=10, rank=3, depths=(1, 3), t1=150.0),
     "norms": dict(depths=(2, 3), t1=2000.0, num_saves=200),
+    # Rows that finish: at 60 observed entries no seed reached the loss threshold
+    # within max_steps (every statistic NaN); at 100 and 120 all but one do.
     "tensor": dict(orders=(3,), sizes=(6,), rank=2, components=4,
-                   num_measurements=(60, 120), scales=(1e-6, 1e-3), seeds=3,
+                   num_measurements=(100, 120), scales=(1e-6, 1e-3), seeds=3,
                    num_saves=120, max_steps=4000),
 }
 
