@@ -221,3 +221,36 @@ def test_auto_on_the_end_to_end_flow_lands_where_the_factor_flow_does(stiff_comp
     tol = 2 * trajectory_tolerance(steps, float(jnp.abs(auto.end_to_end_final).max()),
                                    1e-8, 1e-10)
     assert float(jnp.abs(e2e.end_to_end_final - auto.end_to_end_final).max()) <= tol
+
+
+def _whitened(d):
+    """`benchmarks/long_horizon.py`'s whitened problem: `1/2 ||W - target||^2`, target
+    Gaussian / sqrt(d) with det of W0's sign (Lemma 2: else the loss stalls), depth 3,
+    balanced init 1e-3; T is when Tsit5 has reduced the loss 1e-8."""
+    key_p, key_i = jax.random.split(jax.random.PRNGKey(d))
+    ws0 = lf.init.balanced(key_i, (d,) * 4, 1e-3)
+    target = jax.random.normal(jax.random.PRNGKey(100 + d), (d, d)) / jnp.sqrt(d)
+    same = jnp.linalg.slogdet(target)[0] == jnp.linalg.slogdet(lf.end_to_end(ws0))[0]
+    loss = lf.losses.WhitenedSquare(jnp.where(same, target, target.at[0].multiply(-1.0)))
+    threshold = 1e-8 * float(loss(lf.end_to_end(ws0)))
+    T = float(lf.factor_flow(loss, ws0, 1e9, loss_threshold=threshold,
+                             max_steps=2**20).t_final)
+    return loss, ws0, T
+
+
+def test_bounces_back_off_and_a_long_stiff_tail_still_gets_chebyshev_steps():
+    """On a state too large for a dense LU, Chebyshev steps that bounce back to Tsit5
+    are retried after a doubling wait. A lifetime budget of 8 bounces, spent in the
+    whitened problem's transient, left its tail to Tsit5: 19x the steps to 20 T as to
+    T (`python benchmarks/long_horizon.py`); now the tail from T to 20 T costs a
+    fraction of the steps to T."""
+    loss, ws0, T = _whitened(20)
+    to = {m: lf.factor_flow(loss, ws0, m * T, solver="auto", max_steps=2**20)
+          for m in (1, 20)}
+    assert all(bool(s.success) for s in to.values())
+    steps = {m: int(s.stats.num_steps) for m, s in to.items()}
+    assert steps[20] <= 1.5 * steps[1], steps
+    record = to[20].switching
+    assert int(record.num_switches) >= 3  # it bounced, and came back for the tail:
+    assert record.intervals(to[20].t_final)[-1][0] == "chebyshev"
+    assert int(record.num_implicit_steps) == 0

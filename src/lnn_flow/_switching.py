@@ -36,14 +36,19 @@ switch happens after `patience` accepted steps in a row vote for the same method
 - Chebyshev -> implicit once `s + 1 > implicit_cost` (`h rho` in the tens of
   thousands: Proposition 5's diverging norms, a long horizon), and back below half of
   it; implicit -> Tsit5 below `h rho < to_explicit`;
-- after `max_bounces` switches out of Chebyshev steps, `after_bounces` takes their
-  place: the implicit steps for a state small enough for a dense LU (second-order
-  steps accuracy-bound at a small `h rho` while Tsit5's are stability-bound,
-  Proposition 5 at rtol 1e-10, is where a fifth-order method with no stability limit
-  wins), Tsit5 alone for a larger one, where an implicit step costs hundreds of GMRES
-  mat-vecs (`benchmarks/stiff_tails.py --cases completion --full --init-scale 1e-6`:
-  a 30,000-state flow whose Chebyshev steps bounced took 219 implicit steps and 247 s
-  where Tsit5 alone took 3.3 s).
+- switches out of Chebyshev steps ("bounces": second-order steps accuracy-bound at a
+  small `h rho` while Tsit5's are stability-bound) are limited. For a state small
+  enough for a dense LU (`after_bounces = IMPLICIT`), after `max_bounces` the implicit
+  steps take the Chebyshev steps' place: a fifth-order method with no stability limit
+  wins there (Proposition 5 at rtol 1e-10). For a larger state (`after_bounces =
+  EXPLICIT`) an implicit step costs hundreds of GMRES mat-vecs (`python
+  benchmarks/stiff_tails.py --cases completion --full --init-scale 1e-6`: a
+  30,000-state flow whose Chebyshev steps bounced took 219 implicit steps and 247 s,
+  first call, where Tsit5 alone took 3.3 s), so Tsit5 stays and the bounces back off
+  instead: after `k` of them, Chebyshev steps need `patience * 2^k` stiff votes in a
+  row (k at most `MAX_BACKOFF`). A transient that makes them bounce costs a few
+  retries; a long stiff tail still gets them after the wait (`python
+  benchmarks/long_horizon.py`'s whitened problem bounced 8 times before its tail).
 
 The Chebyshev steps' error estimate is weighed by `error_scale` (10: rtol / 10 in that
 mode) so that a second-order method lands as close to a tight reference as Tsit5 does
@@ -97,6 +102,9 @@ MAX_SWITCHES = 32
 DENSE_MAX = 64
 # The methods of `solver="auto"` (`_SwitchState.mode`).
 EXPLICIT, CHEBYSHEV, IMPLICIT = 0, 1, 2
+# With Tsit5 as the fallback, Chebyshev steps are re-entered after `patience * 2^k`
+# stiff votes in a row, k the bounces so far, at most this.
+MAX_BACKOFF = 10
 # Tsit5's field evaluations per step (7 stages, the first shared with the last).
 TSIT5_EVALS = 6
 # An implicit step's cost in field evaluations, for the switch from Chebyshev steps:
@@ -297,7 +305,14 @@ class Switching(diffrax.AbstractAdaptiveSolver):
         proposal = self._proposal(state.mode, h_rho, state.bounces)
         streak = jnp.where(proposal == state.mode, 0,
                            jnp.where(proposal == state.proposal, state.streak + 1, 1))
-        switch = streak >= self.patience
+        # With Tsit5 as the fallback (large states), each bounce doubles the streak that
+        # re-enters Chebyshev steps: a transient where they bounce costs a few retries,
+        # and a stiff tail still gets them after a wait (module docstring).
+        backoff = (self.after_bounces == EXPLICIT) & (state.mode == EXPLICIT) & (
+            proposal == CHEBYSHEV)
+        needed = self.patience * jnp.where(
+            backoff, 2 ** jnp.minimum(state.bounces, MAX_BACKOFF), 1)
+        switch = streak >= needed
         slot = jnp.minimum(state.num_switches, MAX_SWITCHES - 1)
         record = switch & (state.num_switches < MAX_SWITCHES)
         one = lambda flag: flag.astype(jnp.int32)
@@ -338,12 +353,14 @@ class Switching(diffrax.AbstractAdaptiveSolver):
         for the rest of the solve."""
         c = self.chebyshev
         cost = num_stages(c.safety * h_rho, c.min_stages, c.max_stages) + 1
-        chebyshev = self.symmetric & (bounces < self.max_bounces)
+        # Tsit5 as the fallback: no budget, the re-entry backs off instead (`step`).
+        limited = self.after_bounces != EXPLICIT
+        chebyshev = self.symmetric & ((bounces < self.max_bounces) | (not limited))
         fallback = self.after_bounces if self.symmetric else IMPLICIT
         stiff = jnp.where(chebyshev, CHEBYSHEV, fallback)
         from_explicit = jnp.where(h_rho >= self.to_implicit, stiff, EXPLICIT)
         explicit_cheaper = cost * TSIT5_STABILITY > self.margin * TSIT5_EVALS * h_rho
-        last_bounce = bounces + 1 >= self.max_bounces
+        last_bounce = limited & (bounces + 1 >= self.max_bounces)
         from_chebyshev = jnp.select(
             [explicit_cheaper & ~last_bounce, explicit_cheaper, cost > self.implicit_cost],
             [EXPLICIT, fallback, IMPLICIT], CHEBYSHEV)
