@@ -45,9 +45,9 @@ def test_report_rows_flatten_the_varying_parameters_and_quantiles(groups):
 
 def test_printed_summary_has_one_line_per_configuration(groups):
     lines = format_summary(summarize(groups), ["depth"]).splitlines()
-    assert lines[0].split()[:4] == ["depth", "seeds", "fail", "unfin"]
-    assert len(lines) == 3 and lines[2].split()[:4] == ["3", "3", "1", "0"]
-    assert lines[1].split()[4] == "0.002"
+    assert lines[0].split()[:5] == ["depth", "seeds", "fail", "unfin", "fin"]
+    assert len(lines) == 3 and lines[2].split()[:5] == ["3", "3", "1", "0", "2"]
+    assert lines[1].split()[5] == "0.002"
     assert lines[1].split()[-1] == "-"  # no unbalancedness: a dash, not a number
 
 
@@ -56,7 +56,8 @@ def test_figure_draws_one_point_per_configuration(groups):
     figure = sweep_loss_figure(rows, ["depth"], "t")
     (ax,) = figure.axes
     assert ax.get_xscale() == "log" and ax.get_title() == "t"
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["2", "3"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "2  (3/3 finished)", "3  (2/3 finished)"]
 
 
 def test_sweep_report_states_where_the_groups_are(groups, tmp_path):
