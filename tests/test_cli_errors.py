@@ -18,6 +18,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import strict_json
 
 import lnn_flow as lf
 from lnn_flow import _sweep, studies
@@ -238,6 +239,35 @@ def test_ctrl_c_exits_130_with_one_line(argv, where, message, tmp_path, capsys,
     assert len(lines) == 1 and re.search(message, lines[0]), lines
     if where in ("study", "demo"):  # no empty report folder left behind (issue 26)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.txt", "tiny.json"]
+
+
+def test_ctrl_c_during_the_completion_study_keeps_what_finished(tmp_path, capsys,
+                                                                 monkeypatch):
+    """Issue 26: Ctrl-C on `lnn-flow run` lost everything. The completion study (the
+    papers' long one) keeps the solutions that finished: a partial report, said so at
+    its top and in results.json, exit status 130."""
+    from lnn_flow import _study_completion
+
+    real, calls = _study_completion._solve, []
+
+    def third_interrupts(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_study_completion, "_solve", third_interrupts)
+    out = tmp_path / "c"
+    assert main(["run", "completion", "--small", "--no-progress", "--out", str(out)]) == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "lnn-flow: interrupted; partial report (interrupted (Ctrl-C) after 2 of 6 "
+        "solutions of the first table; rerun to compute the rest): "), lines
+    data = strict_json(out / "results.json")
+    assert len(data["tables"]["completion"]) == 2 and data["partial"].startswith(
+        "interrupted (Ctrl-C) after 2 of 6")
+    assert "stopping_and_scale" not in data["tables"]
+    assert "**Partial report:** interrupted" in (out / "summary.md").read_text()
 
 
 def test_sigint_in_a_real_process(tmp_path):

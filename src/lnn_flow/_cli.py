@@ -253,6 +253,10 @@ def _run(args: argparse.Namespace) -> int:
     summary, code = _write_report(report, out)
     for table in report.tables:
         print(report.table(table))
+    if report.partial:  # interrupted: what finished is written, and said so
+        print(f"lnn-flow: interrupted; partial report ({report.partial}): {summary}",
+              file=sys.stderr)
+        return 130
     print(f"\n{report.title}: {seconds:.1f} s. Report: {summary}")
     return code
 

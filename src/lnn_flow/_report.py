@@ -42,6 +42,10 @@ class Report:
     figures: dict[str, Figure]  # built without pyplot: no GUI backend needed
     parameters: dict[str, Any]
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Why the report covers part of the study only ("" for a whole one): e.g. a run
+    # interrupted by Ctrl-C keeps what finished. Stated at the top of summary.md and
+    # in results.json.
+    partial: str = ""
 
     def table(self, name: str) -> str:
         """The table `name` as Markdown (for notebooks: `IPython.display.Markdown`)."""
@@ -52,7 +56,10 @@ class Report:
         into `directory` (created if needed); returns the path of `summary.md`."""
         out = pathlib.Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        lines = [f"# {self.title}", "", self.description, "", "## Parameters", ""]
+        lines = [f"# {self.title}", ""]
+        if self.partial:
+            lines += [f"**Partial report:** {self.partial}", ""]
+        lines += [self.description, "", "## Parameters", ""]
         lines += [f"- `{k}`: {_shown(v)}" for k, v in self.parameters.items()]
         if self.facts:
             lines += ["", "## Computed", ""]
@@ -68,7 +75,8 @@ class Report:
         (out / "results.json").write_text(
             _json.dumps(
                 _json_ready({"study": self.name, "parameters": self.parameters,
-                             "facts": self.facts, "tables": self.tables}),
+                             "facts": self.facts, "tables": self.tables,
+                             **({"partial": self.partial} if self.partial else {})}),
                 indent=2,
                 default=_plain,
             )

@@ -66,12 +66,21 @@ def completion_study(
     rows = []
     jobs = [(m, depth) for m in num_measurements for depth in (None, *depths)]
     truth_norm = None
-    for m, depth in tqdm(jobs, desc="completion", disable=not progress):
-        loss, truth = problems.random_matrix_completion(
-            key_problem, (size, size), rank, int(m)
-        )
-        truth_norm = float(jnp.sum(jnp.linalg.svd(truth, compute_uv=False)))
-        rows.append(_solve(loss, truth, int(m), depth, init_factors, loss_reduction))
+    partial = ""
+    try:
+        for m, depth in tqdm(jobs, desc="completion", disable=not progress):
+            loss, truth = problems.random_matrix_completion(
+                key_problem, (size, size), rank, int(m)
+            )
+            truth_norm = float(jnp.sum(jnp.linalg.svd(truth, compute_uv=False)))
+            rows.append(_solve(loss, truth, int(m), depth, init_factors, loss_reduction))
+    except KeyboardInterrupt:
+        if not rows:
+            raise
+        # Ctrl-C: the solutions that finished make a partial report (`lnn-flow run`
+        # writes it and exits 130); the second part is not started.
+        partial = (f"interrupted (Ctrl-C) after {len(rows)} of {len(jobs)} solutions of "
+                   "the first table; rerun to compute the rest")
     facts = {
         "truth_nuclear_norm": truth_norm,
         "truth_effective_rank": float(effective_rank(truth)),
@@ -82,7 +91,7 @@ def completion_study(
     tables = {"completion": rows}
     figures = {"completion": _figures.completion_figure(rows, facts)}
     findings = _findings(rows, facts)
-    if plan.m is not None:
+    if plan.m is not None and not partial:
         part = _stopping_and_scale(plan, rows, key_problem, size, rank, scale,
                                    loss_reduction, seed, progress)
         tables["stopping_and_scale"], figures["stopping_and_scale"], error, text = part
@@ -104,6 +113,7 @@ def completion_study(
         figures=figures,
         parameters=parameters,
         facts=facts,
+        partial=partial,
     )
 
 
