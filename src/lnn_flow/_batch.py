@@ -124,7 +124,7 @@ def solve_batch(
     kernels for different batch sizes may round differently). Under
     `jax.distributed` every process gets the whole batch.
     """
-    _checks.host_level("solve_batch", init=init, args=args, kwargs=kwargs)
+    _checks.host_level("solve_batch", init=init, args=args, kwargs=kwargs, loss=loss)
     solve_one = _method(method)
     size = batch_size(init)
     devices = _resolve_devices(devices)
@@ -172,7 +172,7 @@ def solve_pool(
     slot-steps, summed over devices; the totals are repeated for every member, so
     `solution.pool.utilization[0]` is the pool's).
     """
-    _checks.host_level("solve_pool", init=init, args=args, kwargs=kwargs)
+    _checks.host_level("solve_pool", init=init, args=args, kwargs=kwargs, loss=loss)
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
         raise ValueError(f"`slots` must be a positive integer; got {slots!r}")
     if isinstance(round_steps, bool) or not isinstance(round_steps, int) or round_steps < 1:
