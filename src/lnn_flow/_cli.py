@@ -8,6 +8,7 @@ Ctrl-C exits with status 130 and, for sweeps, the command that resumes.
 """
 
 import argparse
+import contextlib
 import importlib.metadata
 import math
 import pathlib
@@ -41,6 +42,20 @@ def _prepare_out(out: str | pathlib.Path, flag: str = "--out") -> pathlib.Path:
             f"{err.strerror or err} ({type(err).__name__})"
         ) from err
     return out
+
+
+@contextlib.contextmanager
+def _report_folder(out: str | pathlib.Path):
+    """`_prepare_out(out)`; if the work inside fails or is interrupted (Ctrl-C), the
+    folders this created are removed again when nothing was written to them: no
+    empty report folder is left behind."""
+    created = _new_folders(out)
+    folder = _prepare_out(out)
+    try:
+        yield folder
+    except BaseException:
+        _remove_if_empty(created)
+        raise
 
 
 def _new_folders(out: str | pathlib.Path) -> pathlib.Path | None:
@@ -100,9 +115,7 @@ def _demo(args: argparse.Namespace) -> int:
     if any(d < 1 for d in args.depths):
         raise ValueError(f"`--depths` must all be >= 1; got {args.depths}")
     positive_int("--seed", args.seed, minimum=0)
-    created = _new_folders(args.out)
-    out = _prepare_out(args.out)
-    try:
+    with _report_folder(args.out) as out:
         report = demo_report(
             dim=args.dim,
             rank=args.rank,
@@ -112,9 +125,6 @@ def _demo(args: argparse.Namespace) -> int:
             depths=tuple(args.depths),
             seed=args.seed,
         )
-    except BaseException:
-        _remove_if_empty(created)
-        raise
     rows = report.tables["demo"]
     summary, code = _write_report(report, out)  # first: printing can fail (a pipe)
     print(describe(args.dim, args.rank, args.num_measurements, args.scale, args.t1, rows))
@@ -239,15 +249,9 @@ def _run(args: argparse.Namespace) -> int:
         else:
             warnings.warn_explicit(warning.message, warning.category,
                                    warning.filename, warning.lineno)
-    target = args.out if args.out else pathlib.Path("reports") / name
-    created = _new_folders(target)
-    out = _prepare_out(target)
     start = time.perf_counter()
-    try:
+    with _report_folder(args.out if args.out else pathlib.Path("reports") / name) as out:
         report = STUDIES[name](**parameters, progress=not args.no_progress)
-    except BaseException:
-        _remove_if_empty(created)  # no empty report folder after Ctrl-C or an error
-        raise
     seconds = time.perf_counter() - start
     report.parameters["wall_seconds"] = round(seconds, 1)
     summary, code = _write_report(report, out)

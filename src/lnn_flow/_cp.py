@@ -117,20 +117,18 @@ def _stacked_cp_factors(fs, name: str = "fs") -> CPFactors:
     """`fs` checked as CP factors with optional shared leading axes: each factor's
     last two axes as by [`cp_factors`][] (no finiteness check where there are
     leading axes: unreached saves are NaN)."""
-    fs = tuple(fs) if not isinstance(fs, (jax.Array, np.ndarray)) else fs
-    if isinstance(fs, tuple) and fs and all(jnp.ndim(f) > 2 for f in fs):
-        lead = jnp.shape(fs[0])[:-2]
-        for n, f in enumerate(fs):
-            if jnp.shape(f)[:-2] != lead:
-                raise ValueError(
-                    f"`{name}` must share its leading (save or batch) axes: {name}[0] "
-                    f"has {tuple(lead)} but {name}[{n}] has {tuple(jnp.shape(f)[:-2])}"
-                )
-        first = tuple(jnp.asarray(f)[(0,) * len(lead)] for f in fs) if all(lead) else None
-        if first is not None:
-            cp_factors(first, name, finite=False)
-        return tuple(jnp.asarray(f) for f in fs)
-    return cp_factors(fs, name)
+    if not (isinstance(fs, (tuple, list)) and fs and all(jnp.ndim(f) > 2 for f in fs)):
+        return cp_factors(fs, name)
+    lead = jnp.shape(fs[0])[:-2]
+    for n, f in enumerate(fs):
+        if jnp.shape(f)[:-2] != lead:
+            raise ValueError(
+                f"`{name}` must share its leading (save or batch) axes: {name}[0] "
+                f"has {tuple(lead)} but {name}[{n}] has {tuple(jnp.shape(f)[:-2])}"
+            )
+    if all(lead):  # the trailing axes of one member, checked as plain CP factors
+        cp_factors(tuple(jnp.asarray(f)[(0,) * len(lead)] for f in fs), name, finite=False)
+    return tuple(jnp.asarray(f) for f in fs)
 
 
 def unbalancedness(fs: CPFactors) -> Float[Array, ""]:

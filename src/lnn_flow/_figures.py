@@ -82,7 +82,7 @@ def sweep_loss_figure(rows: Sequence[dict[str, Any]], varying: Sequence[str], ti
     with none finished has no marker, its label says so."""
     figure = Figure(figsize=(6.5, 1.2 + 0.35 * len(rows)))
     ax = figure.subplots()
-    done = [r.get("finished", r["seeds"] - r.get("failures", 0)) for r in rows]
+    done = [r["finished"] for r in rows]
     labels = [", ".join(str(r[k]) for k in varying) + f"  ({d}/{r['seeds']} finished)"
               for r, d in zip(rows, done)]
     medians = np.array([r.get("loss_final_median", np.nan) for r in rows], float)

@@ -12,6 +12,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from . import _checks
@@ -232,9 +233,8 @@ def _blocked(system, t_final, y_final, rtol) -> Bool[Array, ""]:
     resolution of `t` moves the state by under `rtol` of its size."""
     if rtol is None:
         return jnp.asarray(False)
-    y = jnp.concatenate([jnp.ravel(x) for x in jax.tree_util.tree_leaves(y_final)])
-    field = system.vector_field(t_final, y_final, None)
-    f = jnp.concatenate([jnp.ravel(x) for x in jax.tree_util.tree_leaves(field)])
+    y, _ = ravel_pytree(y_final)
+    f, _ = ravel_pytree(system.vector_field(t_final, y_final, None))
     eps = jnp.finfo(y.dtype).eps
     step = eps * jnp.maximum(jnp.abs(t_final), 1.0) * jnp.max(jnp.abs(f))
     return ~jnp.all(jnp.isfinite(f)) | (step <= rtol * jnp.max(jnp.abs(y)))

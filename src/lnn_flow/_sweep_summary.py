@@ -88,13 +88,10 @@ def unfinished(arrays, config: dict[str, Any]) -> int:
 
 def _quantiles(values: np.ndarray, axis: int) -> dict[str, Any]:
     """NaN-aware quantiles over `axis`; NaN where no value is left (no seed finished)."""
-    if values.shape[axis] == 0:
-        nan = np.full(np.delete(values.shape, axis), np.nan)
-        out = {f"q{round(100 * q):02d}": nan for q in QUANTILES}
-        out["median"] = out.pop("q50")
-        return {k: v if np.ndim(v) else float(v) for k, v in out.items()}
-    out = {f"q{round(100 * q):02d}": np.nanquantile(values, q, axis=axis)
-           for q in QUANTILES}
+    empty = np.full(np.delete(values.shape, axis), np.nan)
+    quantile = (lambda q: empty) if values.shape[axis] == 0 else (
+        lambda q: np.nanquantile(values, q, axis=axis))
+    out = {f"q{round(100 * q):02d}": quantile(q) for q in QUANTILES}
     out["median"] = out.pop("q50")
     return {k: v if np.ndim(v) else float(v) for k, v in out.items()}
 
@@ -137,7 +134,7 @@ def report_rows(
         flat = {k: row["config"][k] for k in varying}
         flat.update(seeds=row["seeds"], failures=row["failures"],
                     unfinished=row.get("unfinished", 0),
-                    finished=row.get("finished", row["seeds"] - row["failures"]))
+                    finished=row["finished"])
         for stat in ("loss_final", "effective_rank_final", "effective_tensor_rank_final",
                      "relative_error_final"):
             if stat in row:

@@ -48,7 +48,8 @@ switch happens after `patience` accepted steps in a row vote for the same method
   instead: after `k` of them, Chebyshev steps need `patience * 2^k` stiff votes in a
   row (k at most `MAX_BACKOFF`). A transient that makes them bounce costs a few
   retries; a long stiff tail still gets them after the wait (`python
-  benchmarks/long_horizon.py`'s whitened problem bounced 8 times before its tail).
+  benchmarks/long_horizon.py`'s whitened problem: with a bounce budget and Tsit5
+  after it, 19.04 times the steps to 20 T as to T; with the backoff, 1.06).
 
 The Chebyshev steps' error estimate is weighed by `error_scale` (10: rtol / 10 in that
 mode) so that a second-order method lands as close to a tight reference as Tsit5 does
