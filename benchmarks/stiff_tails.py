@@ -35,6 +35,7 @@ import argparse
 import time
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
@@ -44,7 +45,7 @@ import optimistix as optx
 import lnn_flow as lf
 from flows import timed  # benchmarks/flows.py: (result, compile s, median run s)
 from lnn_flow._chebyshev import RKC2
-from lnn_flow._switching import Switching, implicit_solver
+from lnn_flow._switching import Switching, auto_solver, implicit_solver
 
 MAX_STEPS = 2**20
 
@@ -123,14 +124,19 @@ def prop5(args):
 
 def _methods(size, rtol, atol):
     """`(name, solver, rtol, atol)` of the solvers compared on the stiff tails: Tsit5,
-    `solver="auto"` (Tsit5, RKC2 and Kvaerno5) at `atol` and at `atol / 100` (in the
-    tail the second-order steps' error is bound by atol: the factors' entries along
-    the decaying spurious directions are small), the two-way switch auto was before
-    (Tsit5 and Kvaerno5 only: `Switching(symmetric=False)`), and RKC2 alone at
-    rtol / 100."""
-    two_way = Switching(implicit_solver(size, rtol, atol), symmetric=False)
+    `solver="auto"` (a lean Tsit5 start, then Tsit5, RKC2 and Kvaerno5: `lnn_flow._auto`)
+    at `atol` and at `atol / 100` (in the tail the second-order steps' error is bound by
+    atol: the factors' entries along the decaying spurious directions are small), the
+    same as one switching solve at `atol / 100` (`lean_start=False`: how auto ran
+    before), the two-way switch auto was before the Chebyshev steps (Tsit5 and Kvaerno5
+    only, one switching solve: `Switching(symmetric=False, lean_start=False)`), and
+    RKC2 alone at rtol / 100."""
+    two_way = Switching(implicit_solver(size, rtol, atol), symmetric=False,
+                        lean_start=False)
+    single = eqx.tree_at(lambda s: s.lean_start, auto_solver(size, rtol, atol / 100), False)
     return (("Tsit5", None, rtol, atol), ("auto", "auto", rtol, atol),
             ("auto", "auto", rtol, atol / 100),
+            ("auto, one switching solve", single, rtol, atol / 100),
             ("Tsit5<->Kvaerno5", two_way, rtol, atol), ("RKC2", RKC2(), rtol / 100, atol))
 
 

@@ -49,13 +49,14 @@ CASES = [
      r"`--set depths`: '\[1,3' is not a JSON value \(Expecting ',' delimiter"),
     (["run", "completion", "--set", 'size="ten"'],
      r"`--set size` must be an integer; got 'ten'"),
-    (["run", "completion", "--set", "size=ten"], r"`--set size`: 'ten' is not a JSON"),
+    (["run", "completion", "--set", "size=ten"], r"`--set size` must be an integer; got 'ten'"),
+    (["run", "completion", "--set", "size=1e"], r"`--set size`: '1e' is not a JSON"),
     (["run", "completion", "--set", "size=-3"], r"`--set size` must be >= 1; got -3"),
     (["run", "completion", "--set", "size=2.5"], r"`--set size` must be an integer"),
     (["run", "completion", "--set", "foo=1"],
      r"`--set foo`: study 'completion' has no parameter\(s\) \['foo'\]; it takes "
-     r"\['depths', 'loss_reduction', 'loss_reductions', 'num_measurements', 'rank', "
-     r"'scale', 'scales', 'seed', 'seeds', 'size', 'tail_depths', "
+     r"\['depths', 'init', 'loss_reduction', 'loss_reductions', 'num_measurements', "
+     r"'rank', 'scale', 'scales', 'seed', 'seeds', 'size', 'solver', 'tail_depths', "
      r"'tail_num_measurements'\]"),
     (["run", "greedy", "--set", "oops"], r"`--set` expects key=value; got 'oops'"),
     (["run", "greedy", "--set", "=3"], r"`--set` expects key=value"),
@@ -241,6 +242,19 @@ def test_ctrl_c_exits_130_with_one_line(argv, where, message, tmp_path, capsys,
         assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.txt", "tiny.json"]
 
 
+def _interrupting(solve, call: int):
+    """`solve`, raising KeyboardInterrupt (Ctrl-C) at its `call`-th call instead."""
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return solve(*args, **kwargs)
+
+    return wrapped
+
+
 def test_ctrl_c_during_the_completion_study_keeps_what_finished(tmp_path, capsys,
                                                                  monkeypatch):
     """Issue 26: Ctrl-C on `lnn-flow run` lost everything. The completion study (the
@@ -248,15 +262,8 @@ def test_ctrl_c_during_the_completion_study_keeps_what_finished(tmp_path, capsys
     its top and in results.json, exit status 130."""
     from lnn_flow import _study_completion
 
-    real, calls = _study_completion._solve, []
-
-    def third_interrupts(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_study_completion, "_solve", third_interrupts)
+    monkeypatch.setattr(_study_completion, "_solve",
+                        _interrupting(_study_completion._solve, call=3))
     out = tmp_path / "c"
     assert main(["run", "completion", "--small", "--no-progress", "--out", str(out)]) == 130
     lines = capsys.readouterr().err.strip().splitlines()
@@ -267,6 +274,27 @@ def test_ctrl_c_during_the_completion_study_keeps_what_finished(tmp_path, capsys
     assert len(data["tables"]["completion"]) == 2 and data["partial"].startswith(
         "interrupted (Ctrl-C) after 2 of 6")
     assert "stopping_and_scale" not in data["tables"]
+    assert "**Partial report:** interrupted" in (out / "summary.md").read_text()
+
+
+def test_ctrl_c_during_the_tensor_study_keeps_what_finished(tmp_path, capsys,
+                                                             monkeypatch):
+    """The tensor study likewise: its first init-scale configuration finished, the
+    second interrupted; the partial report holds that one row and its figure, and none
+    of the parts that did not run."""
+    from lnn_flow import _study_tensor
+
+    monkeypatch.setattr(_study_tensor, "_solve", _interrupting(_study_tensor._solve, call=2))
+    out = tmp_path / "t"
+    assert main(["run", "tensor", "--small", "--no-progress", "--out", str(out)]) == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "lnn-flow: interrupted; partial report (interrupted (Ctrl-C) with 1 of 4 "
+        "init-scale configurations, 0 of 1 component-norm solves and 0 of 2 "
+        "matrix-view comparisons finished; rerun to compute the rest): "), lines
+    data = strict_json(out / "results.json")
+    assert set(data["tables"]) == {"init_scale"} and len(data["tables"]["init_scale"]) == 1
+    assert sorted(p.name for p in out.glob("*.png")) == ["init_scale.png"]
     assert "**Partial report:** interrupted" in (out / "summary.md").read_text()
 
 

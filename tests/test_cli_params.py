@@ -22,14 +22,14 @@ from lnn_flow._deprecation import RenamedWarning
 from lnn_flow._report import Report
 
 
-def test_assignments_are_json_values():
-    assert parse_assignments(["a=1", "b=[1, 2]", 'c="x"', "d=null"]) == {
-        "a": 1, "b": [1, 2], "c": "x", "d": None
+def test_assignments_are_json_values_or_bare_words():
+    assert parse_assignments(["a=1", "b=[1, 2]", 'c="x"', "d=null", "e=independent"]) == {
+        "a": 1, "b": [1, 2], "c": "x", "d": None, "e": "independent"
     }
     with pytest.raises(ValueError, match="expects key=value"):
         parse_assignments(["novalue"])
-    with pytest.raises(ValueError, match=r"`--set a`: 'x' is not a JSON value"):
-        parse_assignments(["a=x"])
+    with pytest.raises(ValueError, match=r"`--set a`: '1e-3x' is not a JSON value"):
+        parse_assignments(["a=1e-3x"])
 
 
 def test_conform_converts_ints_to_floats_and_follows_unions_and_lists():
@@ -105,7 +105,7 @@ def test_old_parameter_names_are_checked_and_returned_under_the_new_ones():
                                          r"are the same parameter"):
         check_parameters("completion", {"counts": [5], "num_measurements": [5]}, "--set")
     # The old names are not advertised.
-    with pytest.raises(ValueError, match=r"it takes \['depths', 'loss_reduction', "
+    with pytest.raises(ValueError, match=r"it takes \['depths', 'init', 'loss_reduction', "
                                          r"'loss_reductions', 'num_measurements', 'rank'"):
         check_parameters("completion", {"x": 1}, "--set")
     # The completion study's second part: its lists are range-checked per entry.

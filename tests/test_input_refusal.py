@@ -309,6 +309,19 @@ def test_float32_floor_is_where_the_solver_stops_resolving():
     assert bool(ok.success) and int(ok.stats.num_steps) < 500
 
 
+def test_under_jax_jit_the_first_line_names_the_argument(capfd):
+    """Under `jax.jit` the runtime error's text is wrapped deep in JAX's own; the check
+    prints `lnn_flow: <text>` on stderr before raising, the first line the user sees.
+    A good value prints nothing."""
+    solve = jax.jit(lambda t1: lf.factor_flow(LOSS, WS0, t1).loss_final)
+    float(solve(2.0))
+    assert capfd.readouterr().err == ""
+    with pytest.raises(Exception, match="`t1` must be greater than t0"):
+        float(solve(-1.0))
+    err = capfd.readouterr().err
+    assert err.splitlines()[0] == "lnn_flow: `t1` must be greater than t0", err[:500]
+
+
 def test_traced_checks_are_not_dropped():
     """Under `jit`, the argument checks become runtime errors: they must stay in the
     program (an unused `eqx.error_if` is dead code), e.g. `t1 < t0` and a conflicting

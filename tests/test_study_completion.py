@@ -164,7 +164,7 @@ def test_the_second_part_runs_only_when_asked(monkeypatch):
     report = studies.completion_study(**kwargs)
     assert set(report.tables) == {"completion"} and set(report.figures) == {"completion"}
     assert set(report.parameters) == {"size", "rank", "num_measurements", "depths",
-                                      "scale", "loss_reduction", "seed"}
+                                      "scale", "loss_reduction", "seed", "init", "solver"}
 
 
 def test_unfinished_seeds_are_counted_and_their_rows_are_nan(monkeypatch, tmp_path):
@@ -201,3 +201,47 @@ def test_unfinished_seeds_are_counted_and_their_rows_are_nan(monkeypatch, tmp_pa
     assert "Not every seed finished" in report.description
     report.write(tmp_path)  # the figure marks the rows without a finished seed
     assert (tmp_path / "stopping_and_scale.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "bad,error,message",
+    [
+        (dict(init="paper"), ValueError,
+         r"`init` must be one of \['balanced', 'independent'\]; got 'paper'"),
+        (dict(solver="rkc2"), ValueError,
+         r"`solver` must be one of \['auto', 'tsit5'\]; got 'rkc2'"),
+        (dict(solver=None), TypeError, r"`solver` must be a string"),
+    ],
+)
+def test_bad_init_and_solver_are_refused_before_any_solve(monkeypatch, bad, error,
+                                                          message):
+    monkeypatch.setattr(completion, "_solve", lambda *a: pytest.fail("solved"))
+    with pytest.raises(error, match=message):
+        studies.completion_study(size=5, rank=1, num_measurements=(10,), depths=(1,),
+                                 **bad)
+
+
+@pytest.mark.parametrize("name", ["balanced", "independent"])
+def test_each_init_protocol_draws_its_factors_and_names_itself(monkeypatch, name):
+    """The flow starts from `lf.init.<name>` at `scale` (the same key for every depth),
+    solved by the named solver; the report says which protocol it followed."""
+    seen = {}
+
+    def record(loss, truth, m, depth, init_factors, reduction, solver):
+        if depth is not None:
+            seen[depth] = (init_factors(depth), solver)
+        label = "min nuclear norm" if depth is None else f"depth {depth}"
+        return solution_row(label, 1.1 * truth, truth, 0.0, 0.0, True, observations=m,
+                            depth="-" if depth is None else depth)
+
+    monkeypatch.setattr(completion, "_solve", record)
+    report = studies.completion_study(size=5, rank=1, num_measurements=(10,),
+                                      depths=(2,), scale=1e-3, init=name, solver="tsit5")
+    ws, solver = seen[2]
+    key = jax.random.split(jax.random.PRNGKey(0))[1]
+    expected = getattr(init, name)(key, (5, 5, 5), 1e-3)
+    for a, b in zip(ws, expected):
+        assert jnp.array_equal(a, b)
+    assert solver is None  # "tsit5": factor_flow's default solver
+    assert report.parameters["init"] == name and report.parameters["solver"] == "tsit5"
+    assert completion.PROTOCOLS[name].format(scale=1e-3) in report.description

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 
 from ._chebyshev import RKC2
 from ._methods import METHODS, arguments
+from ._switching import Switching
 
 # Seeds per vmapped chunk on CPU: one vmap over more falls out of cache.
 CPU_CHUNK = 64
@@ -84,7 +85,8 @@ def choose(method, loss, init, args, kwargs, size: int, devices) -> int | None:
     ):
         return vmapped
     solver = kwargs.get("solver")
-    if (isinstance(solver, str) and solver == "auto") or isinstance(solver, RKC2):
+    if (isinstance(solver, str) and solver == "auto") or isinstance(solver,
+                                                                    (RKC2, Switching)):
         # Under vmap the `lax.switch` of "auto" runs every kind of step for every
         # member, and RKC2's stage loop runs the largest member's stage count; one
         # after another each stays its own (`benchmarks/stiff_tails.py --cases batch`).

@@ -6,6 +6,7 @@ Shape checks are static and always run. Value checks (finiteness, signs) raise a
 """
 
 import contextlib
+import sys
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -66,7 +67,24 @@ def _require(name: str, x, bad, message: str, on=None):
         if bool(bad(np.asarray(x))):
             raise ValueError(text())
         return on
-    return eqx.error_if(on, bad(x), text())
+    return eqx.error_if(on, _announced(bad(x), text()), text())
+
+
+def _announced(flag, text: str):
+    """`flag`, passed through a host callback that prints `lnn_flow: <text>` on stderr
+    where it is set, before the error it raises: under `jax.jit` (not equinox's
+    `filter_jit`) the text of a runtime error sits deep inside JAX's wrapping of it,
+    and the printed line is the first the user sees. The returned flag depends on the
+    callback, so the line is printed before the error is raised."""
+
+    def announce(value):
+        value = np.asarray(value)
+        if value.any():
+            print(f"lnn_flow: {text}", file=sys.stderr, flush=True)
+        return value
+
+    shape = jax.ShapeDtypeStruct(jnp.shape(flag), jnp.result_type(flag))
+    return jax.pure_callback(announce, shape, flag, vmap_method="broadcast_all")
 
 
 def finite(name: str, x):
@@ -340,3 +358,13 @@ def finite_initial_loss(name: str, system, y0):
         value = _loss_at(system, y0)
     scalar_loss(value)
     return refuse_nonfinite_initial_loss(name, value, y0)
+
+
+def one_of(name: str, value, choices: dict):
+    """`choices[value]` for a string `value` naming one of `choices`; else a clear
+    error naming the argument and the names it takes."""
+    if not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a string, one of {list(choices)}; got {value!r}")
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}; got {value!r}")
+    return choices[value]

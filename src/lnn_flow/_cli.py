@@ -325,8 +325,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override a parameter (JSON value), e.g. "
-        "--set 'num_measurements=[1000,2000]'",
+        help="override a parameter (a JSON value or a bare word), e.g. "
+        "--set 'num_measurements=[1000,2000]' --set init=independent",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(run=_run)

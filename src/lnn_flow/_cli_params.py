@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import types
 import typing
 import warnings
@@ -22,8 +23,12 @@ from ._deprecation import RenamedWarning
 from ._files import read_study_file
 
 
+_BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
 def parse_assignments(pairs: list[str]) -> dict:
-    """`key=value` pairs; values are JSON literals (numbers, lists, quoted strings)."""
+    """`key=value` pairs; values are JSON literals (numbers, lists, quoted strings), or
+    a bare word (`init=independent`), read as that string."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -33,9 +38,12 @@ def parse_assignments(pairs: list[str]) -> dict:
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError as err:
+            if _BARE_WORD.fullmatch(value.strip()):
+                out[key] = value.strip()
+                continue
             raise ValueError(
                 f"`--set {key}`: {value!r} is not a JSON value ({err.msg} at column "
-                f"{err.colno}); give a number, a list such as [1,3], or a quoted string"
+                f"{err.colno}); give a number, a list such as [1,3], or a string"
             ) from None
     return out
 

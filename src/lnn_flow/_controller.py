@@ -28,11 +28,11 @@ from ._result import all_finite
 PCOEFF, ICOEFF = 0.4, 0.3
 
 
-def controller(solver, stepsize_controller, rtol, atol):
+def controller(solver, stepsize_controller, rtol, atol, max_steps=None):
     """The given controller, else at `rtol`/`atol`: PI (`PCOEFF`, `ICOEFF`) for an
     explicit Runge-Kutta solver, diffrax's I controller for the others (implicit,
     `solver="auto"`), constant steps for a solver without an error estimate; adaptive
-    ones behind [`_FiniteGuard`][]."""
+    ones behind [`_FiniteGuard`][] (`max_steps`: its step budget, see there)."""
     if stepsize_controller is None:
         if not isinstance(solver, diffrax.AbstractAdaptiveSolver):
             return diffrax.ConstantStepSize()
@@ -43,7 +43,7 @@ def controller(solver, stepsize_controller, rtol, atol):
         else:
             stepsize_controller = diffrax.PIDController(rtol=rtol, atol=atol)
     if isinstance(stepsize_controller, diffrax.AbstractAdaptiveStepSizeController):
-        return _FiniteGuard(stepsize_controller)
+        return _FiniteGuard(stepsize_controller, max_steps)
     return stepsize_controller
 
 
@@ -67,9 +67,17 @@ class _FiniteGuard(diffrax.AbstractAdaptiveStepSizeController):
     not finite just past the state reached ([`lnn_flow._solve.assemble`][] tells
     which: `FlowSolution.diverged`, `FlowSolution.blocked`). One `isfinite` reduction
     per step, no extra vector-field evaluation.
+
+    With `max_steps` given, the state also counts the steps tried (accepted or not),
+    and reaching it ends the solve with `RESULTS.max_steps_reached`: a solve split into
+    several `diffeqsolve` calls that pass the controller state on ([`lnn_flow._auto`][])
+    keeps ONE budget for all of them (diffrax's own `max_steps` is per call). A step
+    that reaches `t1` and the budget at once is reported as such; the caller tells it
+    apart by `t_final`.
     """
 
     inner: diffrax.AbstractAdaptiveStepSizeController
+    max_steps: int | None = None
 
     @property
     def rtol(self):
@@ -84,16 +92,18 @@ class _FiniteGuard(diffrax.AbstractAdaptiveStepSizeController):
         return self.inner.norm
 
     def wrap(self, direction):
-        return _FiniteGuard(self.inner.wrap(direction))
+        return _FiniteGuard(self.inner.wrap(direction), self.max_steps)
 
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
         tnext, state = self.inner.init(terms, t0, t1, y0, dt0, args, func, error_order)
-        return tnext, (state, jnp.asarray(False))
+        if self.max_steps is None:
+            return tnext, (state, jnp.asarray(False))
+        return tnext, (state, jnp.asarray(False), jnp.asarray(0, jnp.int32))
 
     def adapt_step_size(
         self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state
     ):
-        state, stuck = controller_state
+        state, stuck, *tried = controller_state
         bad = ~all_finite(y1_candidate)
         y1_candidate = jax.tree_util.tree_map(
             lambda a, b: jnp.where(bad, a, b), y0, y1_candidate
@@ -112,7 +122,12 @@ class _FiniteGuard(diffrax.AbstractAdaptiveStepSizeController):
         # A zero-width step (dt under the resolution of t) is accepted and repeats.
         stall = (~keep & cannot_shrink) | ~(width > 0)
         result = diffrax.RESULTS.where(stall, diffrax.RESULTS.dt_min_reached, result)
-        return keep, next_t0, next_t1, jump, (state, stuck), result
+        if self.max_steps is None:  # a count costs ~5% of a Tsit5 step at d = 10
+            return keep, next_t0, next_t1, jump, (state, stuck), result
+        tried = tried[0] + 1
+        result = diffrax.RESULTS.where(
+            tried >= self.max_steps, diffrax.RESULTS.max_steps_reached, result)
+        return keep, next_t0, next_t1, jump, (state, stuck, tried), result
 
 
 def diverged_flag(stepsize_controller, controller_state) -> Bool[Array, ""]:

@@ -16,8 +16,9 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from . import _checks
-from ._controller import controller, diverged_flag
-from ._events import stop_event, stop_flags
+from ._auto import run, two_phase_solve
+from ._controller import controller
+from ._events import stop_event
 from ._flat import FlatSystem, flat
 from ._options import SolveOptions, check_output, prepare, warn_dense_memory
 from ._result import FlowSolution, SolverStats, all_finite
@@ -87,49 +88,56 @@ def _solve(
     if isinstance(solver, str):  # "auto", checked by `prepare`
         solver = auto_solver(y0.size, rtol, atol, system.gradient_flow)
     switching = isinstance(solver, Switching)
-    stepsize_controller = controller(solver, stepsize_controller, rtol, atol)
     event = stop_event(system, loss_threshold, steady_state, rtol, atol)
-    saveat = diffrax.SaveAt(
-        subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)],
-        dense=dense,
-        controller_state=True,
-        solver_state=switching,
-    )
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(system.vector_field),
-        solver,
-        t0,
-        t1,
-        dt0,
-        y0,
-        saveat=saveat,
-        stepsize_controller=stepsize_controller,
-        event=event,
-        max_steps=max_steps,
-        throw=False,
-        progress_meter=progress_meter,
-    )
-    (saved_ts, final_ts), (saved_ys, final_ys) = sol.ts, sol.ys
-    stopped, at_rest = stop_flags(event, sol)
+    term = diffrax.ODETerm(system.vector_field)
+    sol = None
+    if switching and solver.lean_start and not dense:
+        outcome = two_phase_solve(
+            term, solver, t0, t1, dt0, y0, ts, stepsize_controller=stepsize_controller,
+            rtol=rtol, atol=atol, event=event, max_steps=max_steps,
+            progress_meter=progress_meter)
+    else:
+        stepsize_controller = controller(solver, stepsize_controller, rtol, atol)
+        saveat = diffrax.SaveAt(
+            subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)],
+            dense=dense,
+            controller_state=True,
+            solver_state=switching,
+        )
+        sol = diffrax.diffeqsolve(
+            term,
+            solver,
+            t0,
+            t1,
+            dt0,
+            y0,
+            saveat=saveat,
+            stepsize_controller=stepsize_controller,
+            event=event,
+            max_steps=max_steps,
+            throw=False,
+            progress_meter=progress_meter,
+        )
+        outcome = run(sol, event, stepsize_controller)
     solution = assemble(
         system,
         solver,
         ts=ts,
         t0=t0,
         y0=y0,
-        saved_ys=saved_ys,
-        written=jnp.isfinite(saved_ts),
-        t_final=final_ts[0],
-        y_final=jax.tree_util.tree_map(lambda x: x[0], final_ys),
-        result=sol.result,
-        stopped=stopped,
-        at_rest=at_rest,
-        num_steps=sol.stats["num_steps"],
-        num_accepted_steps=sol.stats["num_accepted_steps"],
-        diverged=diverged_flag(stepsize_controller, sol.controller_state),
+        saved_ys=outcome.saved_ys,
+        written=outcome.written,
+        t_final=outcome.t_final,
+        y_final=outcome.y_final,
+        result=outcome.result,
+        stopped=outcome.stopped,
+        at_rest=outcome.at_rest,
+        num_steps=outcome.num_steps,
+        num_accepted_steps=outcome.num_accepted_steps,
+        diverged=outcome.diverged,
         stop_modes=(loss_threshold is not None, steady_state),
         solution=sol if dense else None,
-        switching=switch_record(t0, sol.solver_state) if switching else None,
+        switching=switch_record(t0, outcome.solver_state) if switching else None,
         rtol=rtol,
         loss_threshold=loss_threshold,
     )

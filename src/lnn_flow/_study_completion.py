@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
 
-from . import _figures, _figures_completion, init, problems
+from . import _checks, _figures, _figures_completion, init, problems
 from . import _study_completion_tail as tail
 from ._deprecation import renamed
 from ._factor import factor_flow
@@ -19,6 +19,15 @@ from ._study_rows import effective_rank, solution_row, timer
 
 # The numbers of observed entries of Figure 2's size.
 DEFAULT_NUM_MEASUREMENTS = (1000, 2000, 4000, 8000)
+# How the factors start (`init`): each maps (key, dims, scale) to factors whose
+# end-to-end matrix has Frobenius norm `scale` (exactly / in expectation).
+INITS = {"balanced": init.balanced, "independent": init.independent}
+SOLVERS = {"auto": "auto", "tsit5": None}
+PROTOCOLS = {
+    "balanced": "balanced init (Assumption 1) with ||W(0)||_F = {scale:g}",
+    "independent": ("init of independent Gaussian factor entries with E ||W(0)||_F^2 = "
+                    "{scale:g}^2 (Arora et al. 2019b's convention)"),
+}
 
 
 def completion_study(
@@ -27,8 +36,8 @@ def completion_study(
     rank: int = 5,
     num_measurements: Sequence[int] = DEFAULT_NUM_MEASUREMENTS,
     depths: Sequence[int] = (1, 2, 3, 4),
-    scale: float = 1e-3,
-    loss_reduction: float = 1e-6,
+    scale: float = 1e-6,
+    loss_reduction: float = 1e-10,
     seed: int = 0,
     progress: bool = False,
     counts: Sequence[int] | None = None,
@@ -37,6 +46,8 @@ def completion_study(
     seeds: int = 3,
     tail_num_measurements: int | None = None,
     tail_depths: Sequence[int] = (2, 3),
+    init: str = "balanced",
+    solver: str = "auto",
 ) -> Report:
     """Matrix completion of a `size x size` rank-`rank` ground truth from each number of
     observed entries in `num_measurements` (one-hot measurements, sampled without
@@ -44,8 +55,18 @@ def completion_study(
     `scale`, stopped when the loss fell by `loss_reduction`, next to the
     minimum-nuclear-norm solution of eq. (10).
 
+    `init`: "balanced" ([`lnn_flow.init.balanced`][]: Assumption 1, `||W(0)||_F =
+    scale`) or "independent" ([`lnn_flow.init.independent`][]: independent Gaussian
+    factors with `E ||W(0)||_F^2 = scale^2`, Arora et al. 2019b's convention).
+    `solver`: "auto" ([`lnn_flow._switching`][]: Tsit5 until the flow's tail turns
+    stiff) or "tsit5".
+
     Supposition 1 says the network finds the minimum-nuclear-norm solution; with few
-    observations deeper networks find solutions of lower rank and error instead.
+    observations deeper networks find solutions of lower rank and error instead. The
+    defaults (init 1e-6, a 1e-10 loss reduction) are a regime where this shows at
+    Figure 2's size: at 2000 of 100 x 100 entries depth 2 lands below the
+    minimum-nuclear-norm error and depth 3 far below it (the README's run); from
+    `scale = 1e-3` stopped at 1e-6, depth 2 lands above it.
 
     With `loss_reductions` or `scales` given, a second table "stopping_and_scale" and
     figure show the error against the stop and the init scale (`seeds` inits per
@@ -59,10 +80,12 @@ def completion_study(
         "completion_study", "counts", "num_measurements", counts, num_measurements,
         unset=DEFAULT_NUM_MEASUREMENTS,
     )
+    initialize = _checks.one_of("init", init, INITS)
+    flow_solver = _checks.one_of("solver", solver, SOLVERS)
     plan = tail.check_arguments(loss_reductions, scales, seeds, tail_depths,
                                 tail_num_measurements, num_measurements, size)
     key_problem, key_init = jax.random.split(jax.random.PRNGKey(seed))
-    init_factors = lambda depth: init.balanced(key_init, (size,) * (depth + 1), scale)
+    init_factors = lambda depth: initialize(key_init, (size,) * (depth + 1), scale)
     rows = []
     jobs = [(m, depth) for m in num_measurements for depth in (None, *depths)]
     truth_norm = None
@@ -73,7 +96,8 @@ def completion_study(
                 key_problem, (size, size), rank, int(m)
             )
             truth_norm = float(jnp.sum(jnp.linalg.svd(truth, compute_uv=False)))
-            rows.append(_solve(loss, truth, int(m), depth, init_factors, loss_reduction))
+            rows.append(_solve(loss, truth, int(m), depth, init_factors, loss_reduction,
+                               flow_solver))
     except KeyboardInterrupt:
         if not rows:
             raise
@@ -87,13 +111,13 @@ def completion_study(
     }
     parameters = dict(size=size, rank=rank, num_measurements=list(num_measurements),
                       depths=list(depths), scale=scale, loss_reduction=loss_reduction,
-                      seed=seed)
+                      seed=seed, init=init, solver=solver)
     tables = {"completion": rows}
     figures = {"completion": _figures.completion_figure(rows, facts)}
     findings = _findings(rows, facts)
     if plan.m is not None and not partial:
         part = _stopping_and_scale(plan, rows, key_problem, size, rank, scale,
-                                   loss_reduction, seed, progress)
+                                   loss_reduction, seed, progress, init)
         tables["stopping_and_scale"], figures["stopping_and_scale"], error, text = part
         facts["stopping_and_scale_min_nuclear_norm_error"] = error
         findings += " " + text
@@ -103,10 +127,15 @@ def completion_study(
         title="Matrix completion: deep linear networks vs minimum nuclear norm",
         description=(
             "Supposition 1 (Figure 2 of the notes): solutions of the factor flow (eq. 2) "
-            "from near-zero balanced init, stopped once the training loss fell by "
-            "`loss_reduction`, next to the minimum-nuclear-norm solution of eq. (10) "
-            "(ADMM). Relative error is ||W - W*||_F / ||W*||_F; effective rank is "
-            "exp(entropy of sigma / sum sigma). "
+            f"from a near-zero {PROTOCOLS[init].format(scale=scale)}, stopped once the "
+            f"training loss fell by {loss_reduction:g} (solver {solver}), next to the "
+            "minimum-nuclear-norm solution of eq. (10) (ADMM). Relative error is "
+            "||W - W*||_F / ||W*||_F (its square is the mean squared error per entry "
+            "of a ground truth scaled to entries of mean square 1, the test loss Arora "
+            "et al. 2019b's code reports); effective rank is exp(entropy of sigma / sum "
+            "sigma). Unlike the paper's runs (gradient descent or an adaptive optimizer "
+            "on one sampled instance, stopped at a training loss of 1e-6 per observed "
+            "entry), this is the gradient flow itself on this run's random instance. "
             + findings
         ),
         tables=tables,
@@ -118,7 +147,8 @@ def completion_study(
 
 
 def _stopping_and_scale(plan, rows, key_problem, size, rank, scale, loss_reduction,
-                        seed, progress) -> tuple[list[dict[str, Any]], Any, float, str]:
+                        seed, progress, init_name
+                        ) -> tuple[list[dict[str, Any]], Any, float, str]:
     """The second part ([`lnn_flow._study_completion_tail`][]) on the problem with
     `plan.m` observed entries (the first table's problem at that count: the same key):
     its rows, figure, the minimum-nuclear-norm solution's error there (from the first
@@ -128,19 +158,20 @@ def _stopping_and_scale(plan, rows, key_problem, size, rank, scale, loss_reducti
     reference = next((r for r in rows if r["depth"] == "-"
                       and r["observations"] == plan.m), None)
     if reference is None:
-        reference = _solve(loss, truth, plan.m, None, None, None)
+        reference = _solve(loss, truth, plan.m, None, None, None, None)
     error = reference["relative_error"]
     extra = tail.stopping_and_scale_rows(
         loss, truth, plan.m, depths=plan.depths, scales=plan.scales or (scale,),
         reductions=plan.reductions or (loss_reduction,), seeds=plan.seeds, seed=seed,
-        progress=progress)
+        progress=progress, initialize=INITS[init_name])
     figure = _figures_completion.stopping_and_scale_figure(extra, error, plan.m, scale)
     return extra, figure, error, tail.findings(extra, error, plan.m, scale)
 
 
-def _solve(loss, truth, m, depth, init_factors, loss_reduction) -> dict[str, Any]:
+def _solve(loss, truth, m, depth, init_factors, loss_reduction, solver) -> dict[str, Any]:
     """The row of one solution from `m` observed entries: the minimum-nuclear-norm one
-    (`depth` None), or the factor flow at `depth` from `init_factors(depth)`."""
+    (`depth` None), or the factor flow at `depth` from `init_factors(depth)` solved by
+    `solver` (a `factor_flow` solver)."""
     elapsed = timer()
     if depth is None:
         ref = min_nuclear_norm_completion(loss)
@@ -149,9 +180,9 @@ def _solve(loss, truth, m, depth, init_factors, loss_reduction) -> dict[str, Any
                             ref.converged, observations=m, depth="-")
     ws0 = init_factors(depth)
     threshold = loss_reduction * float(loss(end_to_end(ws0)))
-    # Time scales with m (the loss averages over observations); the stop is the loss
-    # threshold, the horizon only a cap.
-    sol = factor_flow(loss, ws0, 1e5 * m, loss_threshold=threshold, max_steps=200_000)
+    # The stop is the loss threshold; the horizon is only a cap (`tail.HORIZON_PER_ENTRY`).
+    sol = factor_flow(loss, ws0, tail.HORIZON_PER_ENTRY * m, loss_threshold=threshold,
+                      max_steps=tail.MAX_STEPS, solver=solver)
     jax.block_until_ready(sol.end_to_end_final)
     return solution_row(f"depth {depth}", sol.end_to_end_final, truth, sol.loss_final,
                         elapsed(), sol.success & sol.stopped, observations=m, depth=depth)

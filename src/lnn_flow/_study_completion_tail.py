@@ -9,9 +9,9 @@ nuclear norm" (Supposition 1 and its counterexample, Figure 2) is therefore a
 statement at a given loss reduction and init scale; this part measures both axes
 over seeds.
 
-Every solve uses `solver="auto"` ([`lnn_flow._switching`][]: Tsit5, switching to an
-implicit Kvaerno5 once the tail of the flow turns stiff) at `factor_flow`'s default
-tolerances (the first table's, which steps with Tsit5). Stops are *chained*: each init is
+Every solve uses `solver="auto"` ([`lnn_flow._auto`][]: Tsit5, then Chebyshev or
+implicit steps once the tail of the flow turns stiff) at `factor_flow`'s default
+tolerances, as the first table does by default. Stops are *chained*: each init is
 solved to the largest loss reduction, then continued from `factors_final` with
 `t0 = t_final` to the next reduction, and so on ([`chained_stops`][]), so the
 stops of one init cost about one solve to the smallest reduction. Every threshold is
@@ -45,8 +45,12 @@ from ._study_rows import effective_rank
 # the same end-to-end direction at every depth and scale.
 TAIL_KEY = 15
 # The step budget of each stop (the first table's too); the time horizon is a cap of
-# `1e5 * m`, as there: the stop is the loss threshold.
+# `HORIZON_PER_ENTRY * m` (time scales with m: the loss averages over observations), as
+# there: the stop is the loss threshold. At 1e5 m, depth 2 from init 1e-6 at 4000 of
+# 100 x 100 entries reached the cap short of a 1e-10 reduction, which it makes at
+# t = 4.9e8 (`solver="auto"` steps through long tails at little cost).
 MAX_STEPS = 200_000
+HORIZON_PER_ENTRY = 1e8
 
 
 class Stop(NamedTuple):
@@ -149,11 +153,12 @@ def chained_stops(loss, ws0, reductions: Sequence[float], t1: float) -> list[Sto
 
 def stopping_and_scale_rows(
     loss, truth, m: int, *, depths, scales, reductions, seeds: int, seed: int,
-    progress: bool = False,
+    progress: bool = False, initialize=init.balanced,
 ) -> list[dict[str, Any]]:
-    """One row per (depth, scale, loss reduction): `seeds` balanced inits of norm
-    `scale` (keys: [`seed_key`][]), each solved by [`chained_stops`][] to every
-    reduction; the error and effective rank over the finished seeds."""
+    """One row per (depth, scale, loss reduction): `seeds` inits of norm `scale`
+    (`initialize(key, dims, scale)`, balanced by default; keys: [`seed_key`][]), each
+    solved by [`chained_stops`][] to every reduction; the error and effective rank
+    over the finished seeds."""
     size_in, size_out = truth.shape[1], truth.shape[0]
     jobs = [(d, s) for d in depths for s in scales]
     rows = []
@@ -161,8 +166,8 @@ def stopping_and_scale_rows(
                              disable=not progress):
         dims = (size_in,) + (size_out,) * depth  # square: every width is the size
         chains = [
-            chained_stops(loss, init.balanced(seed_key(seed, i), dims, scale),
-                          reductions, 1e5 * m)
+            chained_stops(loss, initialize(seed_key(seed, i), dims, scale),
+                          reductions, HORIZON_PER_ENTRY * m)
             for i in range(seeds)
         ]
         for k, reduction in enumerate(reductions):

@@ -92,36 +92,48 @@ def tensor_study(
     bar = tqdm(total=len(runs) + len(ms) + len(orders) - 1, desc="tensor",
                disable=not progress)
     problem = {m: _problem(key_problem, shape, rank, m, norms) for m in ms}
-    solved = {}
-    for m, s in runs:
-        solved[m, s] = _solve(problem[m][0], shape, keys, s, **setup)
-        bar.update()
-    greedy = [_greedy(problem[ms[-1]], solved[ms[-1], scale], fraction, cutoff)]
+    solved, greedy, matrix_rows, partial = {}, [], [], ""
+    try:
+        for m, s in runs:
+            solved[m, s] = _solve(problem[m][0], shape, keys, s, **setup)
+            bar.update()
+        greedy.append(_greedy(problem[ms[-1]], solved[ms[-1], scale], fraction, cutoff))
+        for m in ms:
+            matrix = _solve_unfolded(problem[m][0], shape, keys, scale, **setup)
+            matrix_rows += _matrix_rows(problem[m][1], solved[m, scale], matrix, m)
+            bar.update()
+        for order, size in zip(orders[1:], sizes[1:]):
+            other = (size,) * order
+            m_other = round(ms[-1] * size**order / np.prod(shape))
+            found = _problem(key_problem, other, rank, m_other, norms)
+            sol = _solve(found[0], other, keys[:1], scale, **setup)
+            greedy.append(_greedy(found, sol, fraction, cutoff))
+            bar.update()
+    except KeyboardInterrupt:
+        if not solved:
+            raise
+        # Ctrl-C: what finished makes a partial report (`lnn-flow run` writes it and
+        # exits 130).
+        partial = (f"interrupted (Ctrl-C) with {len(solved)} of {len(runs)} init-scale "
+                   f"configurations, {len(greedy)} of {len(orders)} component-norm "
+                   f"solves and {len(matrix_rows) // 2} of {len(ms)} matrix-view "
+                   "comparisons finished; rerun to compute the rest")
+    finally:
+        bar.close()
     scale_rows = [_seed_row(problem[m][1], solved[m, s], cutoff, observed=m, scale=s)
-                  for m, s in runs]
-    matrix_rows = []
-    for m in ms:
-        matrix = _solve_unfolded(problem[m][0], shape, keys, scale, **setup)
-        matrix_rows += _matrix_rows(problem[m][1], solved[m, scale], matrix, m)
-        bar.update()
-    for order, size in zip(orders[1:], sizes[1:]):
-        other = (size,) * order
-        m_other = round(ms[-1] * size**order / np.prod(shape))
-        found = _problem(key_problem, other, rank, m_other, norms)
-        sol = _solve(found[0], other, keys[:1], scale, **setup)
-        greedy.append(_greedy(found, sol, fraction, cutoff))
-        bar.update()
-    bar.close()
+                  for m, s in runs if (m, s) in solved]
     parameters = dict(orders=list(orders), sizes=list(sizes), rank=rank,
                       truth_norms=truth_norms, components=components, num_measurements=list(ms), scale=scale,
                       scales=list(scales), seeds=seeds, fraction=fraction, cutoff=cutoff,
                       loss_reduction=loss_reduction, num_saves=num_saves,
                       max_steps=max_steps, seed=seed)
-    return _report(greedy, scale_rows, matrix_rows, problem[ms[0]][1]["W"], parameters)
+    return _report(greedy, scale_rows, matrix_rows, problem[ms[0]][1]["W"], parameters,
+                   partial)
 
 
-def _report(greedy, scale_rows, matrix_rows, truth, parameters) -> Report:
-    """The Report of the three parts: tables, facts, figures and the prose."""
+def _report(greedy, scale_rows, matrix_rows, truth, parameters, partial="") -> Report:
+    """The Report of the three parts: tables, facts, figures and the prose; after an
+    interrupt (`partial`), of the parts that finished."""
     tables = {
         "components": [r for g in greedy for r in g["rows"]],
         "recovery": [g["recovery"] for g in greedy],
@@ -133,21 +145,24 @@ def _report(greedy, scale_rows, matrix_rows, truth, parameters) -> Report:
     truth = np.asarray(truth)
     facts["truth_unfolding_effective_rank"] = float(
         effective_rank(truth.reshape(truth.shape[0], -1)))
+    figures = {
+        "component_norms": lambda: _figures_tensor.components_figure(
+            [g["curves"] for g in greedy], parameters["fraction"]),
+        "init_scale": lambda: _figures_tensor.init_scale_figure(scale_rows,
+                                                                parameters["rank"]),
+        "matrix_view": lambda: _figures_tensor.matrix_view_figure(
+            matrix_rows, facts["truth_unfolding_effective_rank"]),
+    }
+    shown = {"component_norms": greedy, "init_scale": scale_rows, "matrix_view": matrix_rows}
     return Report(
         name="tensor",
         title="Tensor factorization: implicit regularization towards low tensor rank",
         description=findings(tables, parameters),
-        tables=tables,
-        figures={
-            "component_norms": _figures_tensor.components_figure(
-                [g["curves"] for g in greedy], parameters["fraction"]),
-            "init_scale": _figures_tensor.init_scale_figure(scale_rows,
-                                                            parameters["rank"]),
-            "matrix_view": _figures_tensor.matrix_view_figure(
-                matrix_rows, facts["truth_unfolding_effective_rank"]),
-        },
+        tables={name: rows for name, rows in tables.items() if rows},
+        figures={name: draw() for name, draw in figures.items() if shown[name]},
         parameters=parameters,
         facts=facts,
+        partial=partial,
     )
 
 

@@ -5,6 +5,9 @@
 - `from_end_to_end`: balanced factors with a given product (Procedure 1 of
   Arora et al. 2019a).
 - `gaussian`: independent entries of standard deviation `scale`; unbalanced in general.
+- `independent`: independent Gaussian entries, one standard deviation for every factor,
+  chosen so that the end-to-end matrix has expected Frobenius norm `scale` (the
+  convention of Arora et al. 2019b's released code); unbalanced in general.
 """
 
 from collections.abc import Sequence
@@ -144,5 +147,42 @@ def gaussian(
     keys = jax.random.split(key, depth)
     return tuple(
         scales[j] * jax.random.normal(keys[j], (dims[j + 1], dims[j]), dtype)
+        for j in range(depth)
+    )
+
+
+def independent(
+    key: PRNGKeyArray,
+    dims: Sequence[int],
+    scale: float,
+    *,
+    dtype=None,
+) -> Factors:
+    """Factors with independent `N(0, s^2)` entries, one `s` for every factor, such that
+    the end-to-end matrix has expected squared Frobenius norm `scale^2`:
+
+        E ||W_n ... W_1||_F^2 = d_0 prod_{j=1..n} (d_j s^2),
+        s = (scale^2 / (d_0 d_1 ... d_n))^(1 / (2 n)).
+
+    The initialization of Arora et al. (2019b, "Implicit Regularization in Deep Matrix
+    Factorization"): their released code draws every factor of a `d x d` problem with
+    `s = init_scale^(1/n) / sqrt(d)` (`init_scale = 1e-3` by default), which is this
+    with `scale = init_scale sqrt(d)`; their ground truth has `||W*||_F = d`. Next to
+    [`lnn_flow.init.balanced`][] (the same `scale`, but exactly, and balanced:
+    Assumption 1), this one is unbalanced, at a magnitude that shrinks with `scale`
+    (Proposition 2's regime of near-zero init).
+    """
+    key = _checks.prng_key("key", key)
+    dims = _checks.dims(dims)
+    dtype = _checks.float_dtype("dtype", dtype)
+    _checks.real_scalar("scale", scale)
+    scale = _checks.non_negative("scale", _checks.as_float_array("scale", scale, ndim=0))
+    depth = len(dims) - 1
+    # In logs: prod(dims) overflows nothing there.
+    log_std = (2 * jnp.log(scale.astype(dtype)) - float(np.sum(np.log(dims)))) / (2 * depth)
+    std = jnp.exp(log_std)
+    keys = jax.random.split(key, depth)
+    return tuple(
+        std * jax.random.normal(keys[j], (dims[j + 1], dims[j]), dtype)
         for j in range(depth)
     )

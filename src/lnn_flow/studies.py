@@ -49,6 +49,7 @@ SMALL: dict[str, dict[str, Any]] = {
     # The second part at 300 observed entries: at 150 the first table's solutions all
     # miss the truth (relative errors 0.7 to 0.99).
     "completion": dict(size=30, rank=2, num_measurements=(150, 300), depths=(1, 3),
+                       scale=1e-3, loss_reduction=1e-6,
                        loss_reductions=(1e-4, 1e-6, 1e-8), scales=(1e-4, 1e-2), seeds=2,
                        tail_num_measurements=300),
     "greedy": dict(size=10, rank=3, depths=(1, 3), t1=150.0),
