@@ -232,8 +232,8 @@ def test_every_number_in_summary_is_computed(written, name):
 
 FABRICATED = [  # (sentence added to a real summary, numbers that must be caught)
     ("The networks' error floor (~1e-3) is set by the stopping loss.", ["1e-3"]),
-    ("loss_reduction = 1e-10 gives 2e-4 to 6e-4 at 15x the wall time.",
-     ["1e-10", "2e-4", "6e-4", "15"]),
+    ("loss_reduction = 1e-8 gives 2e-4 to 6e-4 at 15x the wall time.",
+     ["1e-8", "2e-4", "6e-4", "15"]),
 ]
 
 

@@ -163,3 +163,26 @@ def test_unfolding_observes_the_same_entries():
 def test_refuses_bad_parameters_before_solving(params, match):
     with pytest.raises(ValueError, match=match):
         studies.tensor_study(**params)
+
+
+def test_solver_is_checked_first_and_passed_to_every_batch(monkeypatch):
+    """`solver` names the flows' solver ("tsit5" their default, "auto" the switching
+    one): refused before any solve when unknown, handed to `solve_batch` otherwise."""
+    from lnn_flow import _study_tensor
+
+    class Solved(Exception):
+        pass
+
+    seen = []
+
+    def record(method, *args, solver=None, **kwargs):
+        seen.append((method, solver))
+        raise Solved
+
+    monkeypatch.setattr(_study_tensor, "solve_batch", record)
+    with pytest.raises(ValueError, match=r"`solver` must be one of \['auto', 'tsit5'\]"):
+        studies.tensor_study(**UNFINISHED, solver="rk4")
+    assert seen == []
+    with pytest.raises(Solved):
+        studies.tensor_study(**UNFINISHED, solver="auto")
+    assert seen == [("tensor", "auto")]

@@ -15,18 +15,17 @@ from ._factor import factor_flow
 from ._network import end_to_end
 from ._nuclear import min_nuclear_norm_completion
 from ._report import Report
-from ._study_rows import effective_rank, solution_row, timer
+from ._study_rows import SOLVERS, effective_rank, solution_row, timer
 
 # The numbers of observed entries of Figure 2's size.
 DEFAULT_NUM_MEASUREMENTS = (1000, 2000, 4000, 8000)
 # How the factors start (`init`): each maps (key, dims, scale) to factors whose
 # end-to-end matrix has Frobenius norm `scale` (exactly / in expectation).
 INITS = {"balanced": init.balanced, "independent": init.independent}
-SOLVERS = {"auto": "auto", "tsit5": None}
 PROTOCOLS = {
     "balanced": "balanced init (Assumption 1) with ||W(0)||_F = {scale:g}",
     "independent": ("init of independent Gaussian factor entries with E ||W(0)||_F^2 = "
-                    "{scale:g}^2 (Arora et al. 2019b's convention)"),
+                    "{scale:g}^2 (the convention of Arora et al.'s implicit-regularization paper)"),
 }
 
 
@@ -132,9 +131,9 @@ def completion_study(
             "minimum-nuclear-norm solution of eq. (10) (ADMM). Relative error is "
             "||W - W*||_F / ||W*||_F (its square is the mean squared error per entry "
             "of a ground truth scaled to entries of mean square 1, the test loss Arora "
-            "et al. 2019b's code reports); effective rank is exp(entropy of sigma / sum "
+            "et al.'s released code reports); effective rank is exp(entropy of sigma / sum "
             "sigma). Unlike the paper's runs (gradient descent or an adaptive optimizer "
-            "on one sampled instance, stopped at a training loss of 1e-6 per observed "
+            "on one sampled instance, stopped at a fixed training loss per observed "
             "entry), this is the gradient flow itself on this run's random instance. "
             + findings
         ),

@@ -1,5 +1,6 @@
-"""What the studies (`lnn_flow.studies`) share: the effective rank, a table row
-comparing a solution with the ground truth, and a wall-clock timer."""
+"""What the studies (`lnn_flow.studies`) share: the solvers a study's `solver` names,
+the effective rank, a table row comparing a solution with the ground truth, and a
+wall-clock timer."""
 
 import time
 from collections.abc import Callable
@@ -10,6 +11,9 @@ import numpy as np
 from jaxtyping import ArrayLike, Float
 
 from ._sweep_summary import effective_rank as _effective_rank_of_singular_values
+
+# A study's `solver` argument -> the flows' `solver` (None: their default, Tsit5).
+SOLVERS = {"auto": "auto", "tsit5": None}
 
 
 def effective_rank(W: Float[ArrayLike, "*batch dn d0"]) -> np.ndarray:

@@ -29,11 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
 
-from . import _figures_tensor, init, losses, problems
+from . import _checks, _figures_tensor, init, losses, problems
 from ._batch import solve_batch
 from ._cp import effective_tensor_rank, product, saved_component_norms
 from ._report import Report, Untrusted
-from ._study_rows import effective_rank
+from ._study_rows import SOLVERS, effective_rank
 from ._study_tensor_text import findings
 from ._tensor_init import balanced as cp_balanced
 from ._tensor_problems import low_rank_factors
@@ -59,6 +59,7 @@ def tensor_study(
     max_steps: int = 30_000,
     seed: int = 0,
     progress: bool = False,
+    solver: str = "tsit5",
 ) -> Report:
     """Tensor completion of a rank-`rank` CP ground truth of shape `(sizes[i],) *
     orders[i]` by the CP flow ([`lnn_flow.tensor.flow`][]) from balanced inits of
@@ -77,7 +78,9 @@ def tensor_study(
     entries. `scale` is added to `scales` if missing (part c uses it). Every solve
     stops at the loss threshold `loss_reduction * l(0)` (a cap of
     `1e6 * m` on time and `max_steps` on steps); `fraction` and `cutoff` define
-    switching on and carrying (module docstring).
+    switching on and carrying (module docstring). `solver`: "tsit5" (vmapped over the
+    seeds) or "auto" ([`lnn_flow._auto`][]: Chebyshev or implicit steps in stiff
+    tails; `solve_batch` runs its seeds one after another on CPU).
     """
     orders, sizes, ms, scales, truth_norms = _checked(
         orders, sizes, num_measurements, scale, scales, rank, components, seeds,
@@ -86,7 +89,8 @@ def tensor_study(
     key_problem, key_init = jax.random.split(jax.random.PRNGKey(seed))
     keys = jax.random.split(key_init, seeds)
     setup = dict(components=components, loss_reduction=loss_reduction,
-                 num_saves=num_saves, max_steps=max_steps)
+                 num_saves=num_saves, max_steps=max_steps,
+                 solver=_checks.one_of("solver", solver, SOLVERS))
     shape = (sizes[0],) * orders[0]
     runs = [(m, s) for m in ms for s in scales]
     bar = tqdm(total=len(runs) + len(ms) + len(orders) - 1, desc="tensor",
@@ -126,7 +130,7 @@ def tensor_study(
                       truth_norms=truth_norms, components=components, num_measurements=list(ms), scale=scale,
                       scales=list(scales), seeds=seeds, fraction=fraction, cutoff=cutoff,
                       loss_reduction=loss_reduction, num_saves=num_saves,
-                      max_steps=max_steps, seed=seed)
+                      max_steps=max_steps, seed=seed, solver=solver)
     return _report(greedy, scale_rows, matrix_rows, problem[ms[0]][1]["W"], parameters,
                    partial)
 
@@ -216,18 +220,19 @@ def _save_times(t1: float, num_saves: int):
 
 
 def _solve(loss, shape, keys, scale, *, components, loss_reduction, num_saves,
-           max_steps):
+           max_steps, solver):
     """The CP flow from one balanced init per key, stopped at `loss_reduction * l(0)`."""
     inits = jax.vmap(lambda k: cp_balanced(k, shape, components, scale))(keys)
-    return _batch("tensor", loss, inits, shape, loss_reduction, num_saves, max_steps)
+    return _batch("tensor", loss, inits, shape, loss_reduction, num_saves, max_steps,
+                  solver)
 
 
-def _batch(method, loss, inits, shape, loss_reduction, num_saves, max_steps):
+def _batch(method, loss, inits, shape, loss_reduction, num_saves, max_steps, solver):
     m = int(loss.values.shape[0])
     threshold = loss_reduction * float(loss(jnp.zeros(shape)))
     t1 = 1e6 * m  # the loss averages over m entries: time scales with m
     sol = solve_batch(method, loss, inits, t1, _save_times(t1, num_saves),
-                      loss_threshold=threshold, max_steps=max_steps)
+                      loss_threshold=threshold, max_steps=max_steps, solver=solver)
     return jax.block_until_ready(sol)
 
 
@@ -242,13 +247,13 @@ def unfold(loss, shape) -> losses.MatrixCompletion:
 
 
 def _solve_unfolded(loss, shape, keys, scale, *, components, loss_reduction,
-                    num_saves, max_steps):
+                    num_saves, max_steps, solver):
     """The factor flow at depth N on the unfolded entries: `W = W_N ... W_1`, of
     shape `(d_1, d_2 ... d_N)`, hidden widths `d_1`, balanced init of norm `scale`."""
     dims = (int(np.prod(shape[1:])),) + (shape[0],) * len(shape)
     inits = jax.vmap(lambda k: init.balanced(k, dims, scale))(keys)
     return _batch("factor", unfold(loss, shape), inits, (shape[0], dims[0]),
-                  loss_reduction, num_saves, max_steps)
+                  loss_reduction, num_saves, max_steps, solver)
 
 
 def switch_on_times(ts, norms, fraction: float) -> np.ndarray:
