@@ -1,5 +1,5 @@
 """What `solver="auto"` costs where the flow is not stiff: Tsit5 against `auto` as two
-solves (`lnn_flow._auto`: a lean Tsit5 start, the switching solver after a handoff) and
+solves (`lnn_flow._solving._auto`: a lean Tsit5 start, the switching solver after a handoff) and
 as one switching solve (`lean_start=False`, how `auto` ran before), side by side.
 
 Problem: `benchmarks/peers.py`'s matrix sensing (d x d, rank 2, m = 8 d, depth 3,
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 import lnn_flow as lf
-from lnn_flow._switching import auto_solver
+from lnn_flow._solving._switching import auto_solver
 from peers import problem
 
 RTOL, ATOL = 1e-8, 1e-10

@@ -7,13 +7,13 @@ faster than odeint):
 - `jax-odeint`: `jax.experimental.ode.odeint` (dopri5), the end-to-end matrix at the
   saves (as in `peers.py`).
 - `diffrax floor`: `diffrax.diffeqsolve` with Tsit5 and lnn_flow's default PI controller
-  (`lnn_flow._controller`: `PIDController(pcoeff=0.4, icoeff=0.3)`) on the flat state,
+  (`lnn_flow._solving._controller`: `PIDController(pcoeff=0.4, icoeff=0.3)`) on the flat state,
   returning only the end-to-end matrix at the saves: what any lnn_flow solve costs at
   least with these settings.
 - `floor + losses`: the floor that also returns the loss at every save (one
   vmapped loss over the saved end-to-end matrices): the least a result with a loss
   curve computes on top of the solve.
-- `compiled solve`: lnn_flow's compiled program alone (`lnn_flow._solve._solve`, the
+- `compiled solve`: lnn_flow's compiled program alone (`lnn_flow._solving._solve._solve`, the
   options checked beforehand): the floor plus the full `FlowSolution` (losses, factors
   and end-to-end matrices at every save, final values, flags, counts).
 - `factor_flow`: the public call, argument checks included.
@@ -40,7 +40,8 @@ import numpy as np
 import peers
 
 import lnn_flow as lf
-from lnn_flow import _controller, _factor, _flat, _options, _solve
+from lnn_flow._solving import _controller, _flat, _options, _solve
+from lnn_flow._flows import _factor
 
 
 def diffrax_floor(loss, ws, ts, rtol, atol, losses=False):

@@ -1,11 +1,11 @@
-"""Cost per field evaluation: RKC2's stage loop (`lnn_flow._chebyshev`) against Tsit5's
+"""Cost per field evaluation: RKC2's stage loop (`lnn_flow._solving._chebyshev`) against Tsit5's
 Runge-Kutta stages, on the same vector field.
 
 Problem: `benchmarks/peers.py`'s matrix sensing (d x d, rank 2, m = 8 d, depth 3,
 balanced init 1e-3), the factor flow's field at the state reached at t = 60. Each
 solver takes `--steps` constant steps of size dt (tiny: the state barely moves, so
 every run evaluates the same field), with `diffrax.diffeqsolve` on the flat state
-(as every lnn_flow solve does, `lnn_flow._flat`). RKC2 runs with a fixed stage count
+(as every lnn_flow solve does, `lnn_flow._solving._flat`). RKC2 runs with a fixed stage count
 s (`min_stages = max_stages = s`): per step s evaluations (one shared with the last
 step) plus one power-iteration difference. Printed: microseconds per field
 evaluation (median of `--repeats` warm runs) and the ratio to Tsit5's (6 per step).
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lnn_flow as lf
-from lnn_flow._chebyshev import RKC2
+from lnn_flow._solving._chebyshev import RKC2
 from peers import problem
 
 

@@ -8,7 +8,7 @@ flow (eq. 2) from the same init:
 - `lnn I`: `lf.factor_flow` with `stepsize_controller=diffrax.PIDController(rtol,
   atol)`, diffrax's default (an I controller: pcoeff 0, icoeff 1);
 - `lnn PI`: `lf.factor_flow` with lnn_flow's default controller
-  (`PIDController(pcoeff=0.4, icoeff=0.3)`, `lnn_flow._controller`).
+  (`PIDController(pcoeff=0.4, icoeff=0.3)`, `lnn_flow._solving._controller`).
 Error: `peers.py`'s trajectory error (max over saves of the Frobenius error of the
 end-to-end matrix against its Dopri8 reference at rtol 1e-13, relative to the largest
 reference norm). A controller whose error falls in proportion to `rtol` lets a user

@@ -22,7 +22,7 @@ one run after compilation (fastest of 3 when under 2 s; compile time apart) and 
 error of the end-to-end matrix relative to the Tsit5 solution at the same horizon, for:
 
 - `tsit5`: `diffrax.Tsit5()` (the default solver), PID rtol 1e-8, to h.
-- `auto`: `solver="auto"` from t = 0 to h (`lnn_flow._switching`: Tsit5, switching to
+- `auto`: `solver="auto"` from t = 0 to h (`lnn_flow._solving._switching`: Tsit5, switching to
   an implicit Kvaerno5 once its steps are stability-bound), same tolerances; the note
   says where it switched.
 - `kv5`: `diffrax.Kvaerno5()` from t = 0 to h (only for problems in `--kv5-from-zero`,

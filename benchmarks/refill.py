@@ -9,7 +9,7 @@ Utilization = steps the members needed / steps the slots were stepped for: a vma
 while loop steps all its members until the slowest stops, so one vmap costs
 `B * max(steps)`, chunks `chunk * max(steps in chunk)` each, and the refilled pool
 `group * max(steps in group)` per round for each group of slots that ran (see
-`lnn_flow._pool`: 4 groups on CPU, 1 on GPU/TPU). Wall times after compilation (median
+`lnn_flow._batching._pool`: 4 groups on CPU, 1 on GPU/TPU). Wall times after compilation (median
 of `--repeats`), ratios against one vmap in this process; `compile s` = first call
 minus the median (trace, compile and one run's noise).
 Usage: python benchmarks/refill.py [--seeds 512] [--d 10] [--slots 64] [--rounds 16 32 64]

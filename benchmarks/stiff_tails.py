@@ -22,7 +22,7 @@ Cases (each printed as a table: steps, wall time of a warm run, and what was rea
   Newton with matrix-free GMRES, on `horizon` to 20 T (300 states) and on
   Proposition 5 at depth 3 (8 states; atol 1e-12 and 1e-14), each with the residual
   floor of `solver="auto"` (`Switching._noise_floored`) and, last, the residual stop
-  without it: the measurements behind `lnn_flow._switching.implicit_solver`.
+  without it: the measurements behind `lnn_flow._solving._switching.implicit_solver`.
 
 Wall times are warm (the compiled solve reused; times and tolerances are traced) and
 timed once: long runs on shared cores are noisy, so read the steps first.
@@ -44,8 +44,8 @@ import optimistix as optx
 
 import lnn_flow as lf
 from flows import timed  # benchmarks/flows.py: (result, compile s, median run s)
-from lnn_flow._chebyshev import RKC2
-from lnn_flow._switching import Switching, auto_solver, implicit_solver
+from lnn_flow._solving._chebyshev import RKC2
+from lnn_flow._solving._switching import Switching, auto_solver, implicit_solver
 
 MAX_STEPS = 2**20
 
@@ -124,7 +124,7 @@ def prop5(args):
 
 def _methods(size, rtol, atol):
     """`(name, solver, rtol, atol)` of the solvers compared on the stiff tails: Tsit5,
-    `solver="auto"` (a lean Tsit5 start, then Tsit5, RKC2 and Kvaerno5: `lnn_flow._auto`)
+    `solver="auto"` (a lean Tsit5 start, then Tsit5, RKC2 and Kvaerno5: `lnn_flow._solving._auto`)
     at `atol` and at `atol / 100` (in the tail the second-order steps' error is bound by
     atol: the factors' entries along the decaying spurious directions are small), the
     same as one switching solve at `atol / 100` (`lean_start=False`: how auto ran

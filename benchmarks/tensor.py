@@ -3,7 +3,7 @@
 Tensor completion of a random CP-rank-`--rank` (2) ground truth
 (`lf.problems.random_tensor_completion`) of shape 10^3 and 6^4 from half its entries,
 R = rank + 2 components from a balanced init of component norm `--scale` (1e-3), Tsit5
-at the default rtol 1e-8, atol 1e-10 (`lnn_flow._options.DEFAULTS`), float64, stopped at
+at the default rtol 1e-8, atol 1e-10 (`lnn_flow._solving._options.DEFAULTS`), float64, stopped at
 the loss threshold `1e-6 * l(0)` (time capped at `1e6 m`). The order-2 line is matrix
 completion (30 x 30, rank 2, half the entries) by the CP flow with factors (A_1, A_2),
 next to `lf.factor_flow` at depth 2 on the same trajectory (W_1 = A_2^T, W_2 = A_1);

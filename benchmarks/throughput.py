@@ -74,11 +74,11 @@ def initial(B, scales, seed=1, d=D, depth=DEPTH):
 
 
 def strategy_of(loss, ws0, depth) -> str:
-    """What `chunk_size="auto"` picked for this batch (`lnn_flow._batch_strategy`), and
+    """What `chunk_size="auto"` picked for this batch (`lnn_flow._batching._batch_strategy`), and
     the field ratio it decided on: the vmapped field's cost per member over a single
     one's (measured here again; "-" where `auto` does not measure)."""
-    from lnn_flow._batch_strategy import CPU_CHUNK, SMALL_STATE, choose, field_costs
-    from lnn_flow._factor import _FactorSystem
+    from lnn_flow._batching._batch_strategy import CPU_CHUNK, SMALL_STATE, choose, field_costs
+    from lnn_flow._flows._factor import _FactorSystem
 
     B = ws0[0].shape[0]
     chunk = choose("factor", loss, ws0, (T1,), dict(OPTIONS), B, tuple(jax.devices()))

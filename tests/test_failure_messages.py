@@ -12,7 +12,7 @@ from conftest import gradient_counter
 
 import lnn_flow as lf
 from lnn_flow import theory as th
-from lnn_flow._compare import loss_minimum
+from lnn_flow._flows._compare import loss_minimum
 
 # --- A problem that converges fast, used by the counting and vmap cases ---------------
 

@@ -1,6 +1,9 @@
-"""The README as a user reads it: its example runs as written and prints what its
-comments claim; the package it describes installs what it imports, on the Python it
-names, through public API only."""
+"""The README and the documentation pages as a user reads them: their examples run as
+written and print what their comments claim; the package they describe installs what it
+imports, on the Python they name, through public API only.
+
+The README's content lives in docs/ now (tests/test_docs.py builds the site); the README
+keeps the first example, which must equal the one in docs/getting-started.md."""
 
 import ast
 import contextlib
@@ -18,18 +21,39 @@ from conftest import trajectory_tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 # A comment claim on a `print(...)` line: `# < 1e-7`, `# each < 1e-3`.
 CLAIM = re.compile(r"^print\((?P<expr>.*)\)\s*#.*?<\s*(?P<bound>[0-9.]+(?:e-?[0-9]+)?)")
 
 
-def example_block(heading="Example"):
-    """The first ```python block of the `## {heading}` section."""
-    section = README.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+# The example blocks this module runs, by name: (page under docs/, its `## heading`).
+# tests/test_docs.py checks that every block on the pages whose comments claim a bound
+# is one of these.
+EXAMPLES = {
+    "example": ("getting-started.md", "Example"),  # also the README's `## Example`
+    "tensor": ("tensor.md", "Example"),  # Section 5; the README's before the docs site
+}
+
+
+def section_block(text, heading, where):
+    """The first ```python block of the `## {heading}` section of `text`."""
+    assert f"\n## {heading}\n" in text, f"{where} has no `## {heading}`"
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
     match = re.search(r"```python\n(.*?)\n```", section, re.S)
-    assert match, f"`## {heading}` must hold a ```python block"
+    assert match, f"`## {heading}` of {where} must hold a ```python block"
     return match.group(1)
+
+
+def example_block(name="example"):
+    page, heading = EXAMPLES[name]
+    return section_block((DOCS / page).read_text(), heading, f"docs/{page}")
+
+
+def test_readme_example_is_the_checked_one():
+    """The README's one example is the block run here (docs/getting-started.md's)."""
+    assert section_block(README, "Example", "README.md") == example_block("example")
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +63,12 @@ def example():
     namespace = {"__name__": "readme_example"}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(example_block(), "README.md#example", "exec"), namespace)
+        exec(compile(example_block(), "docs/getting-started.md#example", "exec"), namespace)
     return namespace, out.getvalue()
 
 
-def claims(heading="Example"):
-    return [CLAIM.match(line) for line in example_block(heading).splitlines()
+def claims(name="example"):
+    return [CLAIM.match(line) for line in example_block(name).splitlines()
             if CLAIM.match(line)]
 
 
@@ -54,7 +78,7 @@ def test_every_number_in_the_example_comments_is_a_checked_bound():
     for line in example_block().splitlines():
         comment = line.partition("#")[2]
         if re.search(r"\d+e-?\d+|~", comment):
-            assert CLAIM.match(line), f"unchecked number in README example: {line!r}"
+            assert CLAIM.match(line), f"unchecked number in the example: {line!r}"
     assert len(claims()) == 3
 
 
@@ -70,16 +94,16 @@ def test_example_prints_what_its_comments_claim(example):
 def test_tensor_example_prints_what_its_comments_claim():
     """The Section 5 block: run as written (one CP solve, ~10 s of CPU); every number
     in its comments is a checked bound, and the solve reached its loss threshold."""
-    block = example_block("Tensor factorization (Section 5)")
+    block = example_block("tensor")
     for line in block.splitlines():
         comment = line.partition("#")[2]
         if re.search(r"\d+e-?\d+|~", comment) and "norm 1e-6" not in comment:
-            assert CLAIM.match(line), f"unchecked number in README example: {line!r}"
+            assert CLAIM.match(line), f"unchecked number in the tensor example: {line!r}"
     namespace, out = {"__name__": "readme_tensor"}, io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(block, "README.md#tensor", "exec"), namespace)
+        exec(compile(block, "docs/tensor.md#example", "exec"), namespace)
     assert out.getvalue().startswith("True Stopped: the loss fell")
-    found = claims("Tensor factorization (Section 5)")
+    found = claims("tensor")
     assert len(found) == 3
     for claim in found:
         value = np.asarray(eval(claim["expr"], namespace))
@@ -106,20 +130,24 @@ def test_example_flows_succeed_within_the_solver_tolerance(example):
     assert float(factor.loss[0]) > 100 * float(ns["results"].loss[:, -1].max())
 
 
-# --- What the README and pyproject say about the package ----------------------------
+# --- What the README, the docs and pyproject say about the package -------------------
 
 
 def test_python_version_agrees_with_pyproject():
     required = PYPROJECT["project"]["requires-python"]  # ">=3.11"
     version = required.removeprefix(">=")
-    assert f"Python >= {version}" in README
-    assert not re.search(r"Python >= (?!" + re.escape(version) + r")\d", README)
+    setup = (DOCS / "getting-started.md").read_text()
+    for where, text in [("README.md", README), ("docs/getting-started.md", setup)]:
+        assert f"Python >= {version}" in text, where
+    for path in [ROOT / "README.md", *sorted(DOCS.glob("**/*.md"))]:
+        text = path.read_text()
+        assert not re.search(r"Python >= (?!" + re.escape(version) + r")\d", text), path
     assert sys.version_info >= tuple(int(p) for p in version.split("."))
 
 
 def _imported_top_level_modules():
     names = set()
-    for path in (ROOT / "src" / "lnn_flow").glob("*.py"):
+    for path in (ROOT / "src" / "lnn_flow").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names.update(alias.name.split(".")[0] for alias in node.names)
@@ -157,14 +185,14 @@ PRIVATE = {"_index_to_message", "_value", "_cached", "_cache_size"}
 def test_no_private_api_of_dependencies(folder):
     found = [
         f"{path.relative_to(ROOT)}:{node.lineno}: .{node.attr}"
-        for path in sorted((ROOT / folder).glob("*.py"))
+        for path in sorted((ROOT / folder).rglob("*.py"))
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Attribute) and node.attr in PRIVATE
     ]
     assert not found, "private API:\n" + "\n".join(found)
 
 
-# --- Constants quoted in README.md and docstrings, computed ----------------------------
+# --- Constants quoted in the docs pages and docstrings, computed -----------------------
 
 
 def tsit5_real_stability_limit():
@@ -185,10 +213,10 @@ def tsit5_real_stability_limit():
 
 
 CONSTANTS = [  # (value computed here, as the text prints it, files that print it)
-    (lambda: tsit5_real_stability_limit(), "3.5", ["README.md"]),
+    (lambda: tsit5_real_stability_limit(), "3.5", ["docs/solvers.md"]),
     (lambda: np.sqrt(20 * np.finfo(float).eps), "6.7e-8",
-     ["README.md", "src/lnn_flow/_spectral.py"]),
-    (lambda: 1e-17 ** (1 / 3), "2e-6", ["README.md", "src/lnn_flow/_spectral.py"]),
+     ["docs/numerics.md", "src/lnn_flow/_maths/_spectral.py"]),
+    (lambda: 1e-17 ** (1 / 3), "2e-6", ["docs/numerics.md", "src/lnn_flow/_maths/_spectral.py"]),
 ]
 
 
@@ -201,7 +229,7 @@ def test_quoted_constants_are_what_they_say(value, text, files):
 
 
 def test_tsit5_step_is_stable_below_3_5_and_not_above():
-    """The limit the README quotes, seen in diffrax's Tsit5 itself: y' = -y with
+    """The limit docs/solvers.md quotes, seen in diffrax's Tsit5 itself: y' = -y with
     constant steps h decays for h = 3.45 and grows for h = 3.55 (40 steps)."""
     import diffrax
     import jax

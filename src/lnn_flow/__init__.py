@@ -15,24 +15,28 @@ Importing lnn_flow turns on JAX's 64-bit mode (numerics are float64 unless a cal
 passes float32 arrays) and runs the LAPACK behind JAX's CPU `svd`/`eigh` on one thread.
 Both are process-wide: opt out with `LNN_FLOW_NO_X64=1` or
 `LNN_FLOW_LAPACK_THREADS=keep` (or a thread count) before the import, or call
-`lnn_flow.configure(x64=..., lapack_threads=...)` after it (see `lnn_flow._config`).
+`lnn_flow.configure(x64=..., lapack_threads=...)` after it (see `lnn_flow._core._config`).
 Equation numbers refer to Cohen & Razin, *Lecture Notes on Linear Neural Networks*.
+
+The private subpackages are the layers, bottom to top: `_core`, `_maths`, `_solving`,
+`_flows`, `_theory`, `_reports`, `_batching`, `_sweeps`, `_studies`, `_command`; a module
+imports only from its own layer and those below (`tests/test_layout.py`).
 """
 
-from ._config import configure
-from ._config import configure_from_environment as _configure_from_environment
+from ._core._config import configure
+from ._core._config import configure_from_environment as _configure_from_environment
 
-_configure_from_environment()  # x64 and one LAPACK thread; opt-outs: lnn_flow._config
+_configure_from_environment()  # x64 and one LAPACK thread; opt-outs: lnn_flow._core._config
 
 from . import init, losses, problems, theory  # noqa: E402
 from . import tensor  # noqa: E402
-from ._end_to_end import (  # noqa: E402
+from ._flows._end_to_end import (  # noqa: E402
     apply_preconditioner,
     end_to_end_flow,
     end_to_end_vector_field,
 )
-from ._preconditioner import preconditioner, preconditioner_eigh, unvec, vec  # noqa: E402
-from ._compare import (  # noqa: E402
+from ._maths._preconditioner import preconditioner, preconditioner_eigh, unvec, vec  # noqa: E402
+from ._flows._compare import (  # noqa: E402
     Acceleration,
     OrderFit,
     distance_to_flow,
@@ -45,25 +49,25 @@ from ._compare import (  # noqa: E402
     unbalancedness_along,
     unbalancedness_step,
 )
-from ._descent import end_to_end_descent, gradient_descent  # noqa: E402
-from ._batch import solve_batch, solve_pool  # noqa: E402
-from ._sweep import (  # noqa: E402
+from ._flows._descent import end_to_end_descent, gradient_descent  # noqa: E402
+from ._batching._batch import solve_batch, solve_pool  # noqa: E402
+from ._sweeps._sweep import (  # noqa: E402
     CorruptResultError,
     load_study,
     load_sweep,
     run_sweep,
     summarize,
 )
-from ._factor import factor_flow, factor_vector_field  # noqa: E402
-from ._network import (  # noqa: E402
+from ._flows._factor import factor_flow, factor_vector_field  # noqa: E402
+from ._maths._network import (  # noqa: E402
     end_to_end,
     overparameterized_objective,
     unbalancedness,
     unbalancedness_matrices,
 )
-from ._result import FlowSolution, PoolStats, SolverStats  # noqa: E402
-from ._chebyshev import RKC2  # noqa: E402
-from ._options import SolveOptions  # noqa: E402
+from ._solving._result import FlowSolution, PoolStats, SolverStats  # noqa: E402
+from ._solving._chebyshev import RKC2  # noqa: E402
+from ._solving._options import SolveOptions  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from . import _checks
-from ._deprecation import renamed
-from ._network import Factors
-from ._spectral import reduced_svd
+from ._core import _checks
+from ._core._deprecation import renamed
+from ._maths._network import Factors
+from ._maths._spectral import reduced_svd
 
 
 def _orthonormal_columns(key, rows: int, cols: int, dtype) -> Float[Array, "rows cols"]:

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from . import _checks
+from ._core import _checks
 
 
 def _data(name: str, x, ndim: int) -> Float[Array, "..."]:
@@ -257,7 +257,7 @@ class Logistic(eqx.Module):
 
 
 # Every loss above is >= 0: a negative `loss_threshold` could never be reached.
-from ._tensor_losses import TensorCompletion, TensorSensing  # noqa: E402
+from ._maths._tensor_losses import TensorCompletion, TensorSensing  # noqa: E402
 
 NON_NEGATIVE = (
     WhitenedSquare, SquareRegression, LpRegression, MatrixSensing, MatrixCompletion,

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from . import _checks
-from ._deprecation import renamed
+from ._core import _checks
+from ._core._deprecation import renamed
 from .losses import MatrixCompletion, MatrixSensing
 
 
@@ -88,6 +88,6 @@ def random_matrix_completion(
     flat = jax.random.choice(k_entries, dn * d0, (m,), replace=False)
     rows, cols = flat // d0, flat % d0
     return MatrixCompletion(rows, cols, truth[rows, cols], truth.shape), truth
-from ._tensor_problems import (  # noqa: E402, F401
+from ._maths._tensor_problems import (  # noqa: E402, F401
     low_rank_tensor, random_tensor_completion, random_tensor_sensing,
 )

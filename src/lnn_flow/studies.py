@@ -17,12 +17,12 @@ A number of measurements (sensing) or observed entries (completion) is
 from collections.abc import Callable
 from typing import Any
 
-from ._report import Report, Untrusted
-from ._study_completion import completion_study
-from ._study_greedy import greedy_study, switch_on_times
-from ._study_norms import norms_study
-from ._study_rows import effective_rank
-from ._study_tensor import tensor_study
+from ._reports._report import Report, Untrusted
+from ._studies._study_completion import completion_study
+from ._studies._study_greedy import greedy_study, switch_on_times
+from ._studies._study_norms import norms_study
+from ._studies._study_rows import effective_rank
+from ._studies._study_tensor import tensor_study
 
 __all__ = [
     "Report",

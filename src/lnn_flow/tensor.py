@@ -9,10 +9,10 @@ problems (`random_tensor_completion`, `random_tensor_sensing`, `low_rank_tensor`
 `lnn_flow.solve_pool("tensor", ...)` solve many inits of [`flow`][].
 """
 
-from ._cp import component_norms, end_to_end, unbalancedness
-from ._tensor_flow import flow
-from ._tensor_init import balanced, gaussian
-from ._tensor_theory import (
+from ._maths._cp import component_norms, end_to_end, unbalancedness
+from ._flows._tensor_flow import flow
+from ._maths._tensor_init import balanced, gaussian
+from ._theory._tensor_theory import (
     ConservationCheck,
     check_conservation,
     component_norm_rates,

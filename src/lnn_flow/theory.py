@@ -12,14 +12,14 @@ arrays, so they compose with `vmap` over seeds.
 - Exercises 1, 2, 5: the `d_n = 1` field, the symmetric network `W W^T`, closed forms.
 """
 
-from ._convergence import (
+from ._theory._convergence import (
     Theorem2Check,
     check_theorem2,
     convergence_envelope,
     deficiency_margin,
     theorem2_time,
 )
-from ._determinant import (
+from ._theory._determinant import (
     DeterminantPreflight,
     DeterminantTrack,
     determinant_preflight,
@@ -27,16 +27,16 @@ from ._determinant import (
     proposition5_loss,
     proposition5_norm_bound,
 )
-from ._exercises import exercise1_vector_field, exercise5_singular_values
-from ._landscape import objective_gradient, objective_hessian, proposition3_point
-from ._singular_values import (
+from ._theory._exercises import exercise1_vector_field, exercise5_singular_values
+from ._theory._landscape import objective_gradient, objective_hessian, proposition3_point
+from ._theory._singular_values import (
     AnalyticSVD,
     SingularValueDynamics,
     analytic_svd,
     singular_value_dynamics,
     singular_value_rates,
 )
-from ._symmetric import symmetric_factor_flow, symmetric_flow, symmetric_vector_field
+from ._flows._symmetric import symmetric_factor_flow, symmetric_flow, symmetric_vector_field
 
 __all__ = [
     "AnalyticSVD",

@@ -1,0 +1,1 @@
+"""The `lnn-flow` command: its parameters and subcommands."""

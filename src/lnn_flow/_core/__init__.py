@@ -1,0 +1,1 @@
+"""Plumbing every layer uses: argument checks, process settings, renamed keywords, strict JSON, study files."""

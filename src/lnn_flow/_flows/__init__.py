@@ -1,0 +1,1 @@
+"""The flow systems (a new one goes here): the factor flow (eq. 2), the end-to-end flow (Theorem 1), the symmetric network (Exercise 2), the CP flow (Section 5), and their discrete counterparts and comparison (gradient descent, Claim 1)."""

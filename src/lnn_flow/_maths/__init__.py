@@ -1,0 +1,1 @@
+"""The parameterizations and their linear algebra: the end-to-end matrix (Definition 2), the CP tensor (Section 5), PSD powers and the preconditioner of Corollary 1, and the tensor losses, problems and inits behind `lnn_flow.losses`/`problems`/`tensor`."""

@@ -1,0 +1,1 @@
+"""What a researcher reads: report folders, figures and printed tables."""

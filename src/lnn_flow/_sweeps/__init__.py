@@ -1,0 +1,1 @@
+"""Studies as data: sweep files, their plan, crash-safe result storage, summaries."""
