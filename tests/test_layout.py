@@ -17,7 +17,7 @@ LAYERS = [
     ["_solving"],
     ["_flows"],
     ["_theory"],
-    ["theory", "tensor"],
+    ["theory", "hierarchical", "tensor"],
     ["_reports"],
     ["_batching"],
     ["_sweeps"],

@@ -7,8 +7,11 @@ Factors `fs = (A_1, ..., A_N)`, `A_n` of shape `(d_n, R)`; the end-to-end tensor
 problems (`random_tensor_completion`, `random_tensor_sensing`, `low_rank_tensor`) in
 `lnn_flow.problems`; `lnn_flow.solve_batch("tensor", ...)` and
 `lnn_flow.solve_pool("tensor", ...)` solve many inits of [`flow`][].
+`lnn_flow.tensor.hierarchical` is the hierarchical factorization (the same toolkit
+on a mode tree).
 """
 
+from . import hierarchical
 from ._maths._cp import component_norms, end_to_end, unbalancedness
 from ._flows._tensor_flow import flow
 from ._maths._tensor_init import balanced, gaussian
@@ -28,6 +31,7 @@ __all__ = [
     "end_to_end",
     "flow",
     "gaussian",
+    "hierarchical",
     "observed_component_norm_rates",
     "unbalancedness",
 ]

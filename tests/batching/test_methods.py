@@ -27,10 +27,10 @@ def problem():
 def test_registry_lists_every_method():
     assert set(METHODS) == {
         "factor", "end_to_end", "descent", "end_to_end_descent", "symmetric",
-        "symmetric_factor", "tensor",
+        "symmetric_factor", "tensor", "hierarchical",
     }
     assert poolable() == [
-        "end_to_end", "factor", "symmetric", "symmetric_factor", "tensor"
+        "end_to_end", "factor", "hierarchical", "symmetric", "symmetric_factor", "tensor"
     ]
     assert lookup("factor").flow is lf.factor_flow
     with pytest.raises(ValueError, match="for a refilled solve; got 'descent'"):

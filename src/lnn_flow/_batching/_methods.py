@@ -19,6 +19,8 @@ from .._core import _checks
 from .._flows._descent import end_to_end_descent, gradient_descent
 from .._flows._end_to_end import _EndToEndSystem, end_to_end_flow
 from .._flows._factor import _FactorSystem, factor_flow
+from .._flows._hierarchical_flow import flow as hierarchical_flow
+from .._flows._hierarchical_flow import hierarchical_system
 from .._solving._options import DEFAULTS, NAMES, SolveOptions
 from .._maths._spectral import decomposition_name
 from .._flows._symmetric import (
@@ -104,6 +106,7 @@ METHODS: dict[str, Method] = {
         symmetric_factor_flow, _symmetric_factor_system, state=_transpose_pair
     ),
     "tensor": Method(tensor_flow, cp_system, factors=True),
+    "hierarchical": Method(hierarchical_flow, hierarchical_system, factors=True),
 }
 
 
