@@ -1,4 +1,7 @@
-"""Steps, vector-field evaluations and wall time of the CP tensor flow (Section 5).
+"""Steps, vector-field evaluations and wall time of the CP and hierarchical tensor flows.
+
+The CP flow (Section 5), and the hierarchical tensor factorization flow on the same
+problems (below).
 
 Tensor completion of a random CP-rank-`--rank` (2) ground truth
 (`lf.problems.random_tensor_completion`) of shape 10^3 and 6^4 from half its entries,
@@ -7,8 +10,21 @@ at the default rtol 1e-8, atol 1e-10 (`lnn_flow._solving._options.DEFAULTS`), fl
 the loss threshold `1e-6 * l(0)` (time capped at `1e6 m`). The order-2 line is matrix
 completion (30 x 30, rank 2, half the entries) by the CP flow with factors (A_1, A_2),
 next to `lf.factor_flow` at depth 2 on the same trajectory (W_1 = A_2^T, W_2 = A_1);
-the ratio line is CP over factor flow, in this process. Compile time (first call minus
-one run) is reported apart; run times are the median of `--repeats` calls.
+the ratio line is CP over factor flow, in this process.
+
+On the order-3 and order-4 problems, two rows of `lf.hierarchical.flow` (same solver,
+tolerances, threshold and cap) follow the CP row: "HT binary" on the balanced binary
+mode tree (`binary_tree(N)`: ((0, 1), 2) and ((0, 1), (2, 3))), with the root's output
+layer, every internal node of width R, from `hierarchical.balanced` with every weight
+matrix of Frobenius norm `sqrt(R) scale^(1/3)`, so that every local component (K = 3
+vectors) starts at norm `--scale` like the CP components (the end-to-end tensor starts
+far smaller than CP's: a different trajectory, other steps and t_final); "HT 1-level"
+on the one-level tree without output layer from the CP row's own factors, which is the
+CP flow exactly (the same trajectory: its wall time over CP's is the cost of the
+generic tree product). Two ratio lines give both rows' wall time over the CP row's (and,
+for the binary tree, the ratio of time per vector-field evaluation), in this process.
+Compile time (first call minus one run) is reported apart; run times are the median
+of `--repeats` calls.
 Usage: python benchmarks/tensor.py [--repeats 5] [--scale 1e-3] [--rank 2]
 """
 
@@ -59,6 +75,26 @@ def main():
         sol, compile_s, cp = timed(lambda: lf.tensor.flow(loss, fs0, t1, **options),
                                    args.repeats)
         report(label, f"CP order {len(shape)}", sol, compile_s, cp)
+        cp_evals = int(sol.stats.num_vector_field_evals)
+        if len(shape) > 2:
+            tree = lf.hierarchical.binary_tree(len(shape))
+            ws0 = lf.hierarchical.balanced(key_i, shape, R,
+                                           math.sqrt(R) * args.scale ** (1 / 3), tree=tree)
+            sol, compile_s, binary = timed(
+                lambda: lf.hierarchical.flow(loss, ws0, t1, tree=tree, **options),
+                args.repeats)
+            report(label, "HT binary", sol, compile_s, binary)
+            per_eval = (binary / int(sol.stats.num_vector_field_evals)) / (cp / cp_evals)
+            one_level = tuple(range(len(shape)))
+            sol, compile_s, flat = timed(
+                lambda: lf.hierarchical.flow(loss, fs0, t1, tree=one_level, output=False,
+                                             **options),
+                args.repeats)
+            report(label, "HT 1-level", sol, compile_s, flat)
+            print(f"{label:>10} {'ratio':>12} {'':>9} {binary / cp:>8.2f}   (HT binary / CP "
+                  f"wall time; {per_eval:.2f} per evaluation)")
+            print(f"{label:>10} {'ratio':>12} {'':>9} {flat / cp:>8.2f}   (HT 1-level / CP "
+                  "wall time, the same trajectory)")
         if len(shape) == 2:
             ws0 = (fs0[1].T, fs0[0])
             sol, compile_s, net = timed(lambda: lf.factor_flow(loss, ws0, t1, **options),

@@ -35,6 +35,7 @@ STUDIES = {
     "greedy": ["run", "greedy", "--small", "--no-progress"],
     "norms": ["run", "norms", "--small", "--no-progress"],
     "tensor": ["run", "tensor", "--small", "--no-progress"],
+    "hierarchical": ["run", "hierarchical", "--small", "--no-progress"],
 }
 
 

@@ -1,6 +1,6 @@
 """Every notebook under notebooks/ runs top to bottom (executed, not just parsed).
 
-Marked slow (about 2 min for the three, each starts a kernel and compiles its own
+Marked slow (a minute or so each, each starts a kernel and compiles its own
 solves): `.ci/run` runs them after the default suite, in the same log.
 """
 

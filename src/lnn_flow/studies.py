@@ -7,6 +7,9 @@
 - `norms`: norms that diverge as the loss falls (Lemma 2, Proposition 5).
 - `tensor`: the CP flow's components switching on one at a time, the init scale, and
   the tensor flow against the factor flow on the matricized entries (Section 5).
+- `hierarchical`: local components of a hierarchical tensor factorization switching on
+  one at a time, and the same entries fitted by hierarchical, CP and matrix
+  factorization (Section 5; Razin, Maman & Cohen 2022).
 
 Every study takes keyword parameters with defaults of the size the notes use; `STUDIES`
 maps names to functions and `SMALL` holds reduced parameters that still show the effect.
@@ -20,6 +23,7 @@ from typing import Any
 from ._reports._report import Report, Untrusted
 from ._studies._study_completion import completion_study
 from ._studies._study_greedy import greedy_study, switch_on_times
+from ._studies._study_hierarchical import hierarchical_study
 from ._studies._study_norms import norms_study
 from ._studies._study_rows import effective_rank
 from ._studies._study_tensor import tensor_study
@@ -32,6 +36,7 @@ __all__ = [
     "completion_study",
     "effective_rank",
     "greedy_study",
+    "hierarchical_study",
     "norms_study",
     "switch_on_times",
     "tensor_study",
@@ -42,6 +47,7 @@ STUDIES: dict[str, Callable[..., Report]] = {
     "greedy": greedy_study,
     "norms": norms_study,
     "tensor": tensor_study,
+    "hierarchical": hierarchical_study,
 }
 
 # Reduced parameters that still show each effect (tests, notebooks, CI).
@@ -59,6 +65,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "tensor": dict(orders=(3,), sizes=(6,), rank=2, components=4,
                    num_measurements=(100, 120), scales=(1e-6, 1e-3), seeds=3,
                    num_saves=120, max_steps=4000),
+    "hierarchical": dict(scales=(0.1, 0.3), seeds=2, num_saves=50),
 }
 
 # Parameters renamed, per study: old name -> new name. The old names are still accepted
@@ -68,4 +75,5 @@ _RENAMED: dict[str, dict[str, str]] = {
     "greedy": {"measurements": "num_measurements"},
     "norms": {},
     "tensor": {},
+    "hierarchical": {},
 }

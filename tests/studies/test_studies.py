@@ -16,6 +16,7 @@ def test_studies_are_re_exported_under_their_names():
         "greedy": studies.greedy_study,
         "norms": studies.norms_study,
         "tensor": studies.tensor_study,
+        "hierarchical": studies.hierarchical_study,
     }
     for name in studies.__all__:
         assert hasattr(studies, name), name

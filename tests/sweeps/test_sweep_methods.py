@@ -3,6 +3,7 @@ stored results are sane (shapes, finite where successful, the loss falls) and ar
 the study names (the documented problem and init draws; the method really used: the
 factor and end-to-end flows agree by Theorem 1, descent is O(lr) from them, not equal;
 the tensor method is the CP flow of `lnn_flow.tensor.flow`, with its conservation law).
+The hierarchical method's groups are tested in test_sweep_hierarchical.py.
 """
 
 import functools
@@ -44,18 +45,22 @@ ACCEPTED = [
     and problem.startswith(family(method))
 ]
 MATRIX = [case for case in ACCEPTED if family(case[1]) == "matrix"]
-TENSOR = [case for case in ACCEPTED if family(case[1]) == "tensor"]
+TENSOR = [case for case in ACCEPTED if case[1] == "tensor"]
+# Covered in test_sweep_hierarchical.py (both problems and both inits, over two groups).
+HIERARCHICAL = [case for case in ACCEPTED if case[1] == "hierarchical"]
 
 
 def test_the_cases_cover_the_schema():
     """The lists come from the schema: a new problem, method or init gets a case."""
     assert set(PROBLEMS) == {"matrix_sensing", "matrix_completion", "tensor_sensing",
                              "tensor_completion"}
-    assert set(METHODS) == {"factor", "end_to_end", "descent", "tensor"}
+    assert set(METHODS) == {"factor", "end_to_end", "descent", "tensor", "hierarchical"}
     assert FAMILIES == {"matrix": ("factor", "end_to_end", "descent"),
-                        "tensor": ("tensor",)}
+                        "tensor": ("tensor", "hierarchical")}
     assert set(INITS) == {"balanced", "gaussian"}
     assert len(MATRIX) == 2 * (3 * len(INITS) - 1) and len(TENSOR) == 2 * len(INITS)
+    assert len(HIERARCHICAL) == 2 * len(INITS)
+    assert len(MATRIX) + len(TENSOR) + len(HIERARCHICAL) == len(ACCEPTED)
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ A study is a plain TOML or JSON file (read as data, never executed):
 
     name = "sensing_depths"
     problem = "matrix_sensing"      # or "matrix_completion"; "tensor_completion",
-                                    # "tensor_sensing" (method "tensor")
-    method = "factor"               # or "end_to_end", "descent", "tensor"
+                                    # "tensor_sensing" (methods "tensor", "hierarchical")
+    method = "factor"               # or "end_to_end", "descent", "tensor", "hierarchical"
     seeds = 32                      # seeds 0..31, or a list such as [3, 7, 11]
 
     [fixed]                         # one value per parameter
@@ -25,6 +25,17 @@ place of the matrix parameters (`d_in`, `d_out`, `depth`, `hidden_width` and des
 `lr`, `steps`, `save_every`, which a tensor study refuses, as a matrix study refuses the
 tensor ones). Their groups add the component norms over the saves and at the end and
 the effective tensor rank (`_tensor_arrays`).
+
+Hierarchical studies (`method = "hierarchical"`, the hierarchical tensor factorization
+of `lnn_flow.hierarchical`) take the same problems and problem parameters, with
+`widths` (one int, or one per depth of internal nodes, root first), `tree` (nested lists
+of the modes, e.g. `[[0, 1], [2, 3]]`; default the balanced binary tree, written into
+each configuration) and `output` (the root's output matrix) in place of `components`;
+`init_scale` is each weight matrix's Frobenius norm (balanced) or the entry std
+(gaussian). Their groups add the local component norms per internal node over the saves
+and at the end, how many carry the solution at each node (`rank_cutoff`), the singular
+values and effective ranks of the matricizations of every non-root node, and the final
+weights (`_hierarchical_arrays`).
 
 Parameters not given take the defaults in `PARAMETERS` (`atol` unset: each flow's own
 default, the end-to-end flow's scaled to its initial matrix). One configuration solved from all
@@ -60,7 +71,7 @@ import numpy as np
 from tqdm import tqdm  # tqdm.auto warns in Jupyter without ipywidgets
 
 from . import _store
-from .. import init, problems, tensor
+from .. import hierarchical, init, problems, tensor
 from .._batching._batch import solve_batch
 from .._maths._cp import effective_tensor_rank, saved_component_norms
 from .._maths._network import end_to_end, unbalancedness
@@ -77,6 +88,7 @@ from ._sweep_schema import (
     family,
     load_study,
     parse_study,
+    hierarchical_tree,
     save_times,
     solver_class,
 )
@@ -110,11 +122,18 @@ def _problem(study: Study, config: dict[str, Any]):
 
 
 def _initial_factors(config: dict[str, Any], seeds: Sequence[int], method: str):
-    """Seed `s`'s init from `fold_in(PRNGKey(s), 1)`: the network's factors, or the
-    CP factors of a tensor method, `init` balanced or gaussian at `init_scale`."""
+    """Seed `s`'s init from `fold_in(PRNGKey(s), 1)`: the network's factors, the
+    CP factors of the tensor method or the weights of the hierarchical one (pre-order,
+    on the configuration's tree), `init` balanced or gaussian at `init_scale`."""
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in seeds])
     scale = config["init_scale"]
-    if family(method) == "tensor":
+    if method == "hierarchical":
+        draw = {"balanced": hierarchical.balanced,
+                "gaussian": hierarchical.gaussian}[config["init"]]
+        tree, output = hierarchical_tree(config), config["output"]
+        make = lambda key: draw(key, config["shape"], config["widths"], scale, tree=tree,
+                                output=output)
+    elif family(method) == "tensor":
         draw = {"balanced": tensor.balanced, "gaussian": tensor.gaussian}[config["init"]]
         make = lambda key: draw(key, config["shape"], config["components"], scale)
     else:
@@ -163,6 +182,8 @@ def solve_group(
         init, args = (ws0, ()) if method.factors else (
             jax.vmap(end_to_end)(ws0), (config["depth"],)
         )
+        if study.method == "hierarchical":  # the flow's keyword-only tree and output
+            options.update(tree=hierarchical_tree(config), output=config["output"])
         sol = solve_batch(study.method, loss, init, *args, config["t1"], ts, **options)
     final = np.asarray(sol.end_to_end_final)
     truth = np.asarray(truth)
@@ -189,6 +210,9 @@ def solve_group(
         arrays["num_implicit_steps"] = sol.switching.num_implicit_steps
         arrays["num_chebyshev_steps"] = sol.switching.num_chebyshev_steps
         arrays["num_switches"] = sol.switching.num_switches
+    if study.method == "hierarchical":
+        arrays.update(_hierarchical_arrays(sol, ws0, config))
+        return {k: np.asarray(v) for k, v in arrays.items()}
     if family(study.method) == "tensor":
         arrays.update(_tensor_arrays(sol, ws0, config["rank_cutoff"]))
         return {k: np.asarray(v) for k, v in arrays.items()}
@@ -221,6 +245,66 @@ def _tensor_arrays(sol, fs0, cutoff: float) -> dict[str, Any]:
     }
     for n, f in enumerate(sol.factors_final, start=1):
         arrays[f"factor_final_{n}"] = f
+    return arrays
+
+
+def _hierarchical_arrays(sol, ws0, config: dict[str, Any]) -> dict[str, Any]:
+    """A hierarchical group's own arrays (`lnn_flow.hierarchical`), the internal nodes
+    in pre-order (root first) and the non-root nodes in pre-order:
+
+    - `local_component_norms` `(seeds, saves, C)` (NaN at saves not reached) and
+      `local_component_norms_final` `(seeds, C)`: every internal node's local component
+      norms, concatenated in node order (`C` the sum of the widths);
+      `local_component_node` `(C,)`: the internal node (its index) of each column;
+    - `local_rank_final` `(seeds, internal nodes)`: per node, how many local components
+      have a final norm of at least `rank_cutoff` times the node's largest (those
+      carrying the solution; the counts bound the hierarchical rank);
+    - `matricization_singular_values_final` `(seeds, S)`: the singular values of the
+      final tensor's matricization of every non-root node's modes against the rest,
+      concatenated in node order; `matricization_node` `(S,)`: the node of each column;
+      `matricization_effective_rank_final` `(seeds, non-root nodes)`: their effective
+      ranks (`effective_rank`);
+    - `unbalancedness_initial`, `_final` `(seeds,)`: the largest `|.|` of the conserved
+      quantities (`lnn_flow.hierarchical.unbalancedness`; zero for a balanced init);
+    - `factor_final_1..K`: the final weights in pre-order."""
+    tree, output = hierarchical_tree(config), config["output"]
+
+    def norms(ws):
+        return jnp.concatenate(hierarchical.local_component_norms(ws, tree, output))
+
+    def unbalanced(ws):
+        return jnp.max(jnp.abs(hierarchical.unbalancedness(ws, tree, output)))
+
+    def spectra(W):
+        return jnp.concatenate(hierarchical.matricization_singular_values(W, tree))
+
+    per_node = [np.asarray(n) for n in hierarchical.local_component_norms(
+        tuple(w[0] for w in ws0), tree, output)]
+    node = np.concatenate([np.full(n.shape, i) for i, n in enumerate(per_node)])
+    saved = np.asarray(jax.vmap(jax.vmap(norms))(tuple(sol.factors)))  # NaN stays NaN
+    final = np.asarray(jax.vmap(norms)(tuple(sol.factors_final)))
+    ranks = np.stack([
+        effective_tensor_rank(final[:, node == i], config["rank_cutoff"])
+        for i in range(len(per_node))
+    ], axis=1)
+    sizes = [np.asarray(s).shape for s in hierarchical.matricization_singular_values(
+        np.asarray(sol.end_to_end_final[0]), tree)]
+    where = np.concatenate([np.full(s, i) for i, s in enumerate(sizes)])
+    singular = np.asarray(jax.vmap(spectra)(jnp.asarray(sol.end_to_end_final)))
+    arrays = {
+        "local_component_norms": saved,
+        "local_component_norms_final": final,
+        "local_component_node": node,
+        "local_rank_final": ranks,
+        "matricization_singular_values_final": singular,
+        "matricization_node": where,
+        "matricization_effective_rank_final": np.stack(
+            [effective_rank(singular[:, where == i]) for i in range(len(sizes))], axis=1),
+        "unbalancedness_initial": jax.vmap(unbalanced)(tuple(ws0)),
+        "unbalancedness_final": jax.vmap(unbalanced)(tuple(sol.factors_final)),
+    }
+    for j, w in enumerate(sol.factors_final, start=1):
+        arrays[f"factor_final_{j}"] = w
     return arrays
 
 

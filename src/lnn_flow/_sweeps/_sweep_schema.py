@@ -2,9 +2,9 @@
 
 A study (the file format is described in `lnn_flow._sweeps._sweep`) is checked here in full
 before any work: unknown keys, types, ranges, and each grid combination as a whole
-(widths against depth, rank against the shape, an adaptive diffrax solver, Assumption 1
-for the end-to-end flow). `Study.configs` lists the complete configurations that
-`lnn_flow._sweeps._sweep` runs.
+(widths against depth, rank against the shape, a mode tree against the shape, an adaptive
+diffrax solver, Assumption 1 for the end-to-end flow). `Study.configs` lists the complete
+configurations that `lnn_flow._sweeps._sweep` runs.
 """
 
 import dataclasses
@@ -20,10 +20,11 @@ import numpy as np
 
 from .._solving._chebyshev import RKC2
 from .._core._files import read_study_file
+from .._maths._hierarchical import binary_tree, leaves, mode_tree
 
 PROBLEMS = ("matrix_sensing", "matrix_completion", "tensor_sensing", "tensor_completion")
 # The methods of `lnn_flow._batching._methods.METHODS` whose initial states a sweep draws.
-METHODS = ("factor", "end_to_end", "descent", "tensor")
+METHODS = ("factor", "end_to_end", "descent", "tensor", "hierarchical")
 INITS = ("balanced", "gaussian")
 SAVE_TIMES = ("auto", "linear", "log")
 # `save_times = "auto"` saves geometrically from this `t1` on: a flow from a small init
@@ -31,8 +32,9 @@ SAVE_TIMES = ("auto", "linear", "log")
 # a `t1` fall after the solve's loss stop (every save but t = 0 empty).
 LOG_SAVES_FROM = 1e3
 # Which problems each kind of method solves: matrices (eq. 2, Theorem 1, descent)
-# or tensors (the CP factorization of Section 5).
-FAMILIES = {"matrix": ("factor", "end_to_end", "descent"), "tensor": ("tensor",)}
+# or tensors (Section 5: the CP factorization, the hierarchical one).
+FAMILIES = {"matrix": ("factor", "end_to_end", "descent"),
+            "tensor": ("tensor", "hierarchical")}
 
 
 def family(method: str) -> str:
@@ -42,13 +44,17 @@ def family(method: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Parameter:
-    kind: type  # int, float or str
+    kind: type  # int, float, str, bool, or list (`tree`: nested lists of ints)
     default: Any
-    check: str = ""  # "positive", "non_negative", "at_least_2", or "" (none)
+    # "positive", "non_negative", "at_least_2", "tree" (a mode tree), or "" (none)
+    check: str = ""
     static: bool = True  # part of the compiled program (shapes, options), not a value
     help: str = ""
     family: str | None = None  # "matrix" or "tensor" if only those methods take it
     sequence: str = ""  # "allowed": a value or a list of them; "required": a list
+    # Only these methods of the family take it (None: all of them), e.g. the CP
+    # factorization's `components`, the hierarchical one's `widths`.
+    methods: tuple[str, ...] | None = None
 
 
 PARAMETERS: dict[str, Parameter] = {
@@ -59,7 +65,25 @@ PARAMETERS: dict[str, Parameter] = {
         help="tensor shape (d_1, ..., d_N), order N >= 2",
     ),
     "components": Parameter(
-        int, 4, "positive", family="tensor", help="R, the CP factorization's components"
+        int, 4, "positive", family="tensor", methods=("tensor",),
+        help="R, the CP factorization's components",
+    ),
+    "widths": Parameter(
+        int, 4, "positive", family="tensor", methods=("hierarchical",),
+        sequence="allowed",
+        help="hierarchical: the internal nodes' widths R_v, one int for all, or a list "
+        "with one per depth of internal nodes (root first)",
+    ),
+    "tree": Parameter(
+        list, None, "tree", family="tensor", methods=("hierarchical",),
+        help="hierarchical: the mode tree, nested lists of the modes 0..N-1 (each "
+        "once, every internal node with >= 2 children), e.g. [[0, 1], [2, 3]]; "
+        "default the balanced binary tree (lnn_flow.hierarchical.binary_tree)",
+    ),
+    "output": Parameter(
+        bool, True, family="tensor", methods=("hierarchical",),
+        help="hierarchical: the root's (R_root, 1) output matrix (false: the root "
+        "sums its channels)",
     ),
     "rank": Parameter(
         int, 2, "positive", help="rank (tensor: CP rank) of the planted truth"
@@ -82,8 +106,8 @@ PARAMETERS: dict[str, Parameter] = {
     "init": Parameter(str, "balanced", help=" or ".join(INITS)),
     "init_scale": Parameter(
         float, 1e-3, "positive", static=False,
-        help="balanced: Frobenius norm of W(0) (tensor: of each component); "
-        "gaussian: entry std",
+        help="balanced: Frobenius norm of W(0) (tensor: of each component; "
+        "hierarchical: of each weight matrix); gaussian: entry std",
     ),
     "t1": Parameter(float, 60.0, "positive", static=False),
     "num_saves": Parameter(int, 21, "at_least_2", help="how many save times"),
@@ -112,7 +136,8 @@ PARAMETERS: dict[str, Parameter] = {
     "rank_cutoff": Parameter(
         float, 1e-2, "positive", static=False, family="tensor",
         help="a component carries the solution if its norm is >= rank_cutoff times the "
-        "largest (the effective tensor rank counts those)",
+        "largest (the effective tensor rank counts those; hierarchical: the local "
+        "components at each internal node against the node's largest)",
     ),
 }
 
@@ -120,7 +145,14 @@ PARAMETERS: dict[str, Parameter] = {
 def parameters_of(method: str) -> dict[str, Parameter]:
     """The parameters a study of `method` takes (and its configurations list)."""
     kind = family(method)
-    return {k: p for k, p in PARAMETERS.items() if p.family in (None, kind)}
+    return {k: p for k, p in PARAMETERS.items() if p.family in (None, kind)
+            and (p.methods is None or method in p.methods)}
+
+
+def methods_taking(key: str) -> list[str]:
+    """The methods whose studies take the parameter `key`."""
+    return [m for m in METHODS if key in parameters_of(m)]
+
 
 _TOP_LEVEL = {"name", "problem", "method", "seeds", "fixed", "grid"}
 
@@ -186,7 +218,8 @@ def parse_study(raw: dict[str, Any], default_name: str = "study") -> Study:
     if family(method) != problem.split("_")[0]:
         raise ValueError(
             f"`problem` {problem!r} is not solved by `method` {method!r}: the methods "
-            f"{list(FAMILIES['matrix'])} solve matrix_* problems, 'tensor' tensor_* ones"
+            f"{list(FAMILIES['matrix'])} solve matrix_* problems, "
+            f"{list(FAMILIES['tensor'])} tensor_* ones"
         )
     fixed = raw.get("fixed", {})
     grid = raw.get("grid", {})
@@ -203,7 +236,7 @@ def parse_study(raw: dict[str, Any], default_name: str = "study") -> Study:
             if key not in accepted:
                 raise ValueError(
                     f"parameter `{table}.{key}` is for the {PARAMETERS[key].family} "
-                    f"methods {list(FAMILIES[PARAMETERS[key].family])}, not method "
+                    f"methods {methods_taking(key)}, not method "
                     f"{method!r}; its parameters: {', '.join(sorted(accepted))}"
                 )
     both = set(fixed) & set(grid)
@@ -253,6 +286,8 @@ def _seeds(value) -> tuple[int, ...]:
 
 def _value(where: str, key: str, value):
     spec = PARAMETERS[key]
+    if spec.check == "tree":
+        return _tree(where, value)
     if isinstance(value, list) and spec.sequence:
         if not value and spec.sequence == "required":
             raise ValueError(f"`{where}` must be a non-empty list; got []")
@@ -262,6 +297,33 @@ def _value(where: str, key: str, value):
             f"`{where}` must be a list of {spec.kind.__name__}s; got {value!r}"
         )
     return _scalar(where, spec, value)
+
+
+def _tree(where: str, value) -> list:
+    """A mode tree as nested lists of ints (TOML/JSON arrays), checked for its own
+    structure here (each mode of `0..N-1` once, internal nodes with >= 2 children); its
+    `N` against `shape` when the configuration is completed."""
+    if not isinstance(value, list):
+        raise TypeError(
+            f"`{where}` must be a list (nested lists of mode indices, e.g. "
+            f"[[0, 1], [2, 3]]); got {value!r} ({type(value).__name__})"
+        )
+    return _as_lists(mode_tree(value, name=where))
+
+
+def _as_lists(tree):
+    """Nested tuples (a normalized tree) as nested lists: the JSON form of a config."""
+    return tree if isinstance(tree, int) else [_as_lists(c) for c in tree]
+
+
+def _as_tuples(tree):
+    """A config's tree (nested lists) as the nested tuples the flow takes."""
+    return tree if isinstance(tree, int) else tuple(_as_tuples(c) for c in tree)
+
+
+def hierarchical_tree(config: dict[str, Any]):
+    """A completed hierarchical configuration's mode tree as nested tuples."""
+    return _as_tuples(config["tree"])
 
 
 def _scalar(where: str, spec: Parameter, value):
@@ -294,6 +356,8 @@ def _complete(config: dict[str, Any], study: Study) -> dict[str, Any]:
                          f"{config['save_times']!r}")
     if config["solver"] != "auto":
         _check_solver(config["solver"])
+    if study.method == "hierarchical":
+        return _complete_hierarchical(_complete_tensor(config, study))
     if family(study.method) == "tensor":
         return _complete_tensor(config, study)
     return _complete_matrix(config, study)
@@ -388,4 +452,38 @@ def _complete_tensor(config: dict[str, Any], study: Study) -> dict[str, Any]:
             "`num_measurements` (observed entries) exceeds prod(shape) = "
             f"{size} for shape {shape}"
         )
+    return config
+
+
+def _depths(tree) -> int:
+    """How many depths of `tree` hold internal nodes (the root's is depth 0)."""
+    if isinstance(tree, int):
+        return 0
+    return 1 + max(_depths(c) for c in tree)
+
+
+def _complete_hierarchical(config: dict[str, Any]) -> dict[str, Any]:
+    """The mode tree against `shape` (default: the binary tree over its modes, written
+    out), and `widths` as one width per depth of internal nodes, root first."""
+    order = len(config["shape"])
+    tree = config["tree"]
+    if tree is None:
+        tree = binary_tree(order)
+    elif len(leaves(mode_tree(tree))) != order:
+        raise ValueError(
+            f"`tree` must cover the modes 0..{order - 1} of `shape` {config['shape']} "
+            f"once each; got the leaves {leaves(mode_tree(tree))}"
+        )
+    tree = mode_tree(tree, order)
+    config["tree"] = _as_lists(tree)
+    depths = _depths(tree)
+    widths = config["widths"]
+    if isinstance(widths, int):
+        widths = [widths] * depths
+    if len(widths) != depths:
+        raise ValueError(
+            f"`widths` lists {len(widths)} widths but the tree {config['tree']} has "
+            f"internal nodes at {depths} depth(s) (one width per depth, root first)"
+        )
+    config["widths"] = list(widths)
     return config

@@ -1,7 +1,9 @@
 """Sweep summaries: per configuration, across seeds, the statistics a reader compares
 (failures, unfinished solves; median and quantiles of the final loss, effective rank
-(tensor studies: effective tensor rank and the component norms), relative error,
-unbalancedness), as rows, a printed table, and a report (table and figure).
+(tensor studies: effective tensor rank and the component norms; hierarchical studies:
+per node the local components carrying the solution, the matricizations' effective
+ranks and the local component norms), relative error, unbalancedness), as rows, a
+printed table, and a report (table and figure).
 
 A solve is *unfinished* when its configuration sets `loss_threshold` and it ended
 (successfully, at `t1`) without reaching it: its statistics are those of a solve cut
@@ -42,7 +44,10 @@ def summarize(groups: Sequence[Group]) -> list[dict[str, Any]]:
     (see the module docstring), and over the finished seeds only the median and
     quantiles of the final loss, effective rank (or effective tensor rank), relative
     error, steps and unbalancedness. Tensor groups add `component_norms_final`: per
-    quantile, the component norms sorted largest first."""
+    quantile, the component norms sorted largest first. Hierarchical groups add, per
+    quantile, `local_rank_final` and `matricization_effective_rank_final` (one value per
+    internal, resp. non-root, node) and `local_component_norms_final` (one list per
+    internal node, sorted largest first)."""
     rows = []
     for group in groups:
         a = group.arrays
@@ -64,6 +69,18 @@ def summarize(groups: Sequence[Group]) -> list[dict[str, Any]]:
             norms = -np.sort(-a["component_norms_final"][done].astype(float), axis=1)
             row["component_norms_final"] = {
                 q: v.tolist() for q, v in _quantiles(norms, axis=0).items()
+            }
+        for name in ("local_rank_final", "matricization_effective_rank_final"):
+            if name in a:
+                row[name] = {q: np.asarray(v).tolist() for q, v in
+                             _quantiles(a[name][done].astype(float), axis=0).items()}
+        if "local_component_norms_final" in a:
+            node = np.asarray(a["local_component_node"])
+            values = a["local_component_norms_final"][done].astype(float)
+            per_node = [_quantiles(-np.sort(-values[:, node == i], axis=1), axis=0)
+                        for i in range(int(node.max()) + 1)]
+            row["local_component_norms_final"] = {
+                q: [np.asarray(p[q]).tolist() for p in per_node] for q in per_node[0]
             }
         rows.append(row)
     return rows
@@ -98,13 +115,20 @@ def _quantiles(values: np.ndarray, axis: int) -> dict[str, Any]:
 
 def format_summary(rows: Sequence[dict[str, Any]], varying: Sequence[str]) -> str:
     """A plain-text table of `summarize` rows, one line per configuration (tensor
-    studies: the effective tensor rank, and the median component norms)."""
+    studies: the effective tensor rank, and the median component norms; hierarchical
+    studies: per internal node the median count of local components carrying the
+    solution, per non-root node the matricization's median effective rank, and the
+    median local component norms, nodes separated by `|`)."""
     tensor = any("effective_tensor_rank_final" in row for row in rows)
+    hier = any("local_rank_final" in row for row in rows)
     rank = "effective_tensor_rank_final" if tensor else "effective_rank_final"
     header = [*varying, "seeds", "fail", "unfin", "fin", "loss med", "loss q10", "loss q90",
-              "tensor rank" if tensor else "eff rank", "rel err", "unbal med"]
+              "local ranks med" if hier else "tensor rank" if tensor else "eff rank",
+              "rel err", "unbal med"]
     if tensor:
         header.append("component norms med")
+    if hier:
+        header += ["matricization eff ranks med", "local norms med"]
     body = []
     for row in rows:
         def stat(name, q="median"):
@@ -114,8 +138,13 @@ def format_summary(rows: Sequence[dict[str, Any]], varying: Sequence[str]) -> st
             *(str(row["config"][k]) for k in varying),
             str(row["seeds"]), str(row["failures"]), str(row.get("unfinished", 0)),
             str(row.get("finished", "-")), stat("loss_final"), stat("loss_final", "q10"), stat("loss_final", "q90"),
-            stat(rank), stat("relative_error_final"), stat("unbalancedness_final"),
+            _values(row, "local_rank_final") if hier else stat(rank),
+            stat("relative_error_final"), stat("unbalancedness_final"),
         ]
+        if hier:
+            norms = row.get("local_component_norms_final", {}).get("median", [])
+            line += [_values(row, "matricization_effective_rank_final"),
+                     " | ".join(" ".join(f"{x:.2g}" for x in n) for n in norms) or "-"]
         if tensor:
             norms = row.get("component_norms_final", {}).get("median", [])
             line.append(" ".join(f"{x:.2g}" for x in norms) or "-")
@@ -123,12 +152,20 @@ def format_summary(rows: Sequence[dict[str, Any]], varying: Sequence[str]) -> st
     return _table.aligned(header, body)
 
 
+def _values(row: dict[str, Any], name: str) -> str:
+    """The medians of a per-node statistic, space-separated ("-" where absent)."""
+    values = row.get(name, {}).get("median", [])
+    return " ".join(f"{x:.3g}" for x in values) or "-"
+
+
 def report_rows(
     rows: Sequence[dict[str, Any]], varying: Sequence[str]
 ) -> list[dict[str, Any]]:
     """`summarize` rows flattened for a report table: the varying parameters, seeds,
     failures, unfinished solves, finished seeds, and over these the median, q10 and q90
-    of the final loss, effective rank (or effective tensor rank) and error."""
+    of the final loss, effective rank (or effective tensor rank) and error (hierarchical
+    studies: the per-node medians of the local ranks and matricization effective
+    ranks, as lists)."""
     flat_rows = []
     for row in rows:
         flat = {k: row["config"][k] for k in varying}
@@ -140,6 +177,9 @@ def report_rows(
             if stat in row:
                 for q in ("median", "q10", "q90"):
                     flat[f"{stat}_{q}"] = row[stat][q]
+        for stat in ("local_rank_final", "matricization_effective_rank_final"):
+            if stat in row:  # hierarchical: one median per node
+                flat[f"{stat}_median"] = row[stat]["median"]
         flat_rows.append(flat)
     return flat_rows
 
