@@ -93,33 +93,28 @@ def leaves(tree: Tree) -> list[int]:
     return [tree] if isinstance(tree, int) else [m for c in tree for m in leaves(c)]
 
 
-def nodes(tree: Tree, output: bool = True) -> list[Tree]:
-    """The nodes in the order of the weights (pre-order), the root first unless it has
-    no matrix (`output=False`)."""
-    def walk(node):
-        yield node
-        if not isinstance(node, int):
-            for child in node:
-                yield from walk(child)
-    out = list(walk(tree))
-    return out if output else out[1:]
-
-
-def _layout(tree: Tree, output: bool) -> dict:
-    """Node -> index of its weight in the pre-order list (trees are hashable)."""
-    return {id_: i for i, id_ in enumerate(_ids(tree, output))}
-
-
-def _ids(tree, output):
-    """Node paths (tuples of child indices) in pre-order: unique keys even where two
-    subtrees are equal as values."""
+def preorder(tree: Tree, output: bool = True) -> list[tuple[tuple[int, ...], Tree]]:
+    """`(path, node)` in the order of the weights (pre-order; `path` the child indices
+    from the root, a unique key where two subtrees are equal as values), the root
+    first unless it has no matrix (`output=False`)."""
     def walk(node, path):
-        yield path
+        yield path, node
         if not isinstance(node, int):
             for i, child in enumerate(node):
                 yield from walk(child, path + (i,))
     out = list(walk(tree, ()))
     return out if output else out[1:]
+
+
+def nodes(tree: Tree, output: bool = True) -> list[Tree]:
+    """The nodes in the order of the weights (pre-order), the root first unless it has
+    no matrix (`output=False`)."""
+    return [node for _, node in preorder(tree, output)]
+
+
+def _layout(tree: Tree, output: bool) -> dict:
+    """Node path -> index of its weight in the pre-order list."""
+    return {path: i for i, (path, _) in enumerate(preorder(tree, output))}
 
 
 def ht_weights(ws, tree: Tree, output: bool = True, name: str = "ws", *,
@@ -223,20 +218,12 @@ def local_components(ws: HTWeights, tree: Tree, output: bool = True):
     root without an output layer), then each child's columns."""
     index = _layout(tree, output)
     out = []
-
-    def walk(node, path):
+    for path, node in preorder(tree):
         if isinstance(node, int):
-            return
-        rows = []
-        i = index.get(path)
-        if i is not None:
-            rows.append(jnp.sum(ws[i] ** 2, axis=1))
+            continue
+        rows = [jnp.sum(ws[index[path]] ** 2, axis=1)] if path in index else []
         rows += [jnp.sum(ws[index[path + (k,)]] ** 2, axis=0) for k in range(len(node))]
         out.append(jnp.stack(rows))
-        for k, child in enumerate(node):
-            walk(child, path + (k,))
-
-    walk(tree, ())
     return out
 
 
@@ -252,11 +239,6 @@ def unbalancedness(ws: HTWeights, tree: Tree, output: bool = True) -> Array:
     the CP law); zero at a balanced init."""
     return jnp.concatenate([(sq[1:] - sq[:1]).ravel()
                             for sq in local_components(ws, tree, output)])
-
-
-def internal_nodes(tree: Tree) -> list[Tree]:
-    """The internal nodes in pre-order (the order of the local-component lists)."""
-    return [n for n in nodes(tree) if not isinstance(n, int)]
 
 
 def matricization_singular_values(W: Float[Array, "..."], tree: Tree) -> list[Array]:

@@ -23,7 +23,7 @@ from jaxtyping import PRNGKeyArray
 
 from .._core import _checks
 from ._cp import tensor_shape
-from ._hierarchical import HTWeights, binary_tree, mode_tree, tree_shape_widths
+from ._hierarchical import HTWeights, binary_tree, mode_tree, preorder, tree_shape_widths
 from ._tensor_init import _positive_scalar
 
 # Sinkhorn sweeps: enough for 1e-14 relative margins on the widths used here
@@ -83,7 +83,7 @@ def balanced(
     shapes = tree_shape_widths(tree, shape, widths, output)
     F = scale ** 2
     out = []
-    kinds = _kinds(tree, output)
+    kinds = [isinstance(node, int) for _, node in preorder(tree, output)]
     for k, ((rows, cols), leaf) in zip(jax.random.split(key, len(shapes)), zip(shapes, kinds)):
         g = jax.random.normal(k, (rows, cols), dtype)
         if leaf:
@@ -91,17 +91,6 @@ def balanced(
         else:
             out.append(_scaled(g, jnp.full(rows, F / rows), jnp.full(cols, F / cols)))
     return tuple(out)
-
-
-def _kinds(tree, output):
-    """Per weight (pre-order): is it a leaf's."""
-    def walk(node):
-        yield isinstance(node, int)
-        if not isinstance(node, int):
-            for child in node:
-                yield from walk(child)
-    out = list(walk(tree))
-    return out if output else out[1:]
 
 
 def gaussian(

@@ -33,13 +33,11 @@ from .. import hierarchical as ht
 from .. import init, losses, tensor
 from .._batching._batch import solve_batch
 from .._core import _checks
-from .._reports._report import Report, Untrusted
+from .._reports._report import Report
 from ._study_rows import SOLVERS, effective_rank
-from ._study_tensor import switch_on_times
+from ._study_tensor import _flag, _spread, switch_on_times
 from .._sweeps._sweep_summary import effective_rank as _effective_of_values
 from . import _figures_hierarchical
-
-_NOT_FINISHED = "not finished"
 
 
 def hierarchical_study(
@@ -146,10 +144,6 @@ def _observed(key, truth, m):
     return losses.TensorCompletion(indices, truth[tuple(indices.T)], truth.shape)
 
 
-def _flag(value, finished):
-    return float(value) if finished else Untrusted(float(value), _NOT_FINISHED)
-
-
 def _incremental(sol, tree, truth, fraction, cutoff):
     """Part a: a row per local component (per node, largest final norm first), the
     recovery row, and the curves (the saves reached, then the final state)."""
@@ -179,7 +173,6 @@ def _incremental(sol, tree, truth, fraction, cutoff):
                                  carries=carries[order]))
     W = np.asarray(sol.end_to_end_final)
     truth_np = np.asarray(truth)
-    matricized = [n for n in ht.nodes(tree)[1:]]
     recovery = {
         "relative_error": _flag(np.linalg.norm(W - truth_np) / np.linalg.norm(truth_np), done),
         "carrying_components": int(sum(int(np.sum(c["carries"])) for c in curves_nodes)),
@@ -187,7 +180,7 @@ def _incremental(sol, tree, truth, fraction, cutoff):
         "steps": int(sol.stats.num_steps), "finished": done,
     }
     curves = dict(ts=ts, nodes=curves_nodes, finished=done,
-                  spectra=[dict(node=_name(v), values=s) for v, s in zip(matricized, spectra)],
+                  spectra=[dict(node=_name(v), values=s) for v, s in zip(ht.nodes(tree)[1:], spectra)],
                   truth_spectra=[np.asarray(v) for v in
                                  ht.matricization_singular_values(truth, tree)])
     return dict(rows=rows, recovery=recovery, curves=curves)
@@ -243,12 +236,6 @@ def _comparison_row(label, scale, sol, truth, tree, order):
             **_spread(errors, done, "error"),
             **_spread(ranks, done, "hierarchical_rank"),
             **_spread(effective_rank(matrix), done, "matricization_rank")}
-
-
-def _spread(values, done, name):
-    v = np.asarray(values, float)[done]
-    stats = (np.median(v), v.min(), v.max()) if v.size else (np.nan,) * 3
-    return {f"{name}_{q}": float(x) for q, x in zip(("median", "min", "max"), stats)}
 
 
 def _description(order, size, truth_width, width, m, solver, part_a, rows):

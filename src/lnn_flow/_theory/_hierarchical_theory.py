@@ -26,8 +26,8 @@ from .._core import _checks
 from .._maths._hierarchical import (
     HTProduct,
     _layout,
-    internal_nodes,
     local_components,
+    preorder,
     product,
 )
 from .._solving._result import FlowSolution
@@ -76,29 +76,14 @@ def local_component_norm_rates(loss: Loss, ws, tree, output: bool = True) -> lis
     `K ||A||^{2-2/K} <-g, A/||A||>`); computed from one gradient of `phi`."""
     grads = jax.grad(lambda ws_: loss(product(ws_, tree, output)))(tuple(ws))
     index = _layout(tree, output)
+    paths = [path for path, node in preorder(tree) if not isinstance(node, int)]
     out = []
-    for node, squares in zip(internal_nodes(tree), local_components(ws, tree, output)):
-        path = _path(tree, node)
-        first = path + (0,)  # <g, A> = <u_k, d phi/d u_k> on the first child's columns
-        i = index[first]
+    for path, squares in zip(paths, local_components(ws, tree, output)):
+        i = index[path + (0,)]  # <g, A> = <u_k, d phi/d u_k> on the first child's columns
         drive = -jnp.sum(ws[i] * grads[i], axis=0)
         norm = jnp.prod(jnp.sqrt(squares), axis=0)
         out.append(norm * jnp.sum(1.0 / squares, axis=0) * drive)
     return out
-
-
-def _path(tree, target):
-    """The child-index path of the node `target` (first match in pre-order)."""
-    def walk(node, path):
-        if node is target:
-            return path
-        if not isinstance(node, int):
-            for k, child in enumerate(node):
-                found = walk(child, path + (k,))
-                if found is not None:
-                    return found
-        return None
-    return walk(tree, ())
 
 
 @eqx.filter_jit
