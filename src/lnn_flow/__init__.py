@@ -6,6 +6,8 @@ Factors `ws = (W_1, ..., W_n)`, `W_j` of shape `(d_j, d_{j-1})`; the end-to-end 
 - `factor_flow`: gradient flow on the factors (eq. 2);
 - `end_to_end_flow`: the end-to-end dynamics of Theorem 1 (eq. 3) on `W` alone;
 - `gradient_descent`, `end_to_end_descent`: their discrete counterparts (Claim 1);
+- `modified_factor_flow`, `modified_end_to_end_flow`: the flows descent follows to
+  second and third order (backward error analysis);
 - `solve_batch`, `run_sweep`: many initializations and configurations, across devices.
 
 `lnn_flow.theory` checks the notes' results along solved trajectories and
@@ -50,6 +52,12 @@ from ._flows._compare import (  # noqa: E402
     unbalancedness_step,
 )
 from ._flows._descent import end_to_end_descent, gradient_descent  # noqa: E402
+from ._flows._modified import (  # noqa: E402
+    modified_end_to_end_flow,
+    modified_factor_flow,
+    modified_factor_vector_field,
+    modified_objective,
+)
 from ._batching._batch import solve_batch, solve_pool  # noqa: E402
 from ._sweeps._sweep import (  # noqa: E402
     CorruptResultError,
@@ -111,6 +119,10 @@ __all__ = [
     "loss_minimum",
     "losses",
     "max_distance_to_flow",
+    "modified_end_to_end_flow",
+    "modified_factor_flow",
+    "modified_factor_vector_field",
+    "modified_objective",
     "overparameterized_objective",
     "preconditioner",
     "preconditioner_eigh",

@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import jax
 from jaxtyping import Array, PyTree
 
 from .._core import _checks
@@ -21,6 +22,12 @@ from .._flows._end_to_end import _EndToEndSystem, end_to_end_flow
 from .._flows._factor import _FactorSystem, factor_flow
 from .._flows._hierarchical_flow import flow as hierarchical_flow
 from .._flows._hierarchical_flow import hierarchical_system
+from .._flows._modified import (
+    _ModifiedSystem,
+    check_lr_order,
+    modified_end_to_end_flow,
+    modified_factor_flow,
+)
 from .._solving._options import DEFAULTS, NAMES, SolveOptions
 from .._maths._spectral import decomposition_name
 from .._flows._symmetric import (
@@ -92,6 +99,18 @@ def _symmetric_factor_system(loss, member, arguments) -> AbstractFlowSystem:
     return _SymmetricFactorSystem(loss)
 
 
+def _modified(builder: SystemBuilder) -> SystemBuilder:
+    """`builder`'s system wrapped in its modified equation (`lr`, `order` bound)."""
+
+    def build(loss, member, arguments) -> AbstractFlowSystem:
+        system = builder(loss, member, arguments)
+        dtype = jax.tree_util.tree_leaves(member)[0].dtype
+        lr, order = check_lr_order(arguments["lr"], arguments["order"], dtype)
+        return _ModifiedSystem(system, lr, order)
+
+    return build
+
+
 def _transpose_pair(W):
     return (W.T, W)
 
@@ -105,6 +124,10 @@ METHODS: dict[str, Method] = {
     "symmetric_factor": Method(
         symmetric_factor_flow, _symmetric_factor_system, state=_transpose_pair
     ),
+    "modified_factor": Method(
+        modified_factor_flow, _modified(_factor_system), factors=True
+    ),
+    "modified_end_to_end": Method(modified_end_to_end_flow, _modified(_end_to_end_system)),
     "tensor": Method(tensor_flow, cp_system, factors=True),
     "hierarchical": Method(hierarchical_flow, hierarchical_system, factors=True),
 }

@@ -3,8 +3,14 @@ unbalancedness descent creates, and implicit acceleration (Claim 1).
 
 Descent with step `eta` is forward Euler on eq. (2) (or eq. 3), a first-order method:
 on a fixed horizon `[0, T]` its iterates stay within `C(T) * eta` of the flow, so the
-maximum distance halves when `eta` halves (fitted order 1).
+maximum distance halves when `eta` halves (fitted order 1). They stay within
+`C_r(T) * eta^{r+1}` of the order-`r` modified flow
+([`lnn_flow._flows._modified`][]): fitted orders 2 and 3.
 """
+
+import functools
+from collections.abc import Sequence
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -18,6 +24,7 @@ from ._descent import _run
 from ._end_to_end import _EndToEndSystem
 from .._maths._spectral import decomposition_name
 from ._factor import _FactorSystem
+from ._modified import ORDERS, modified_end_to_end_flow, modified_factor_flow
 from .._maths._network import Factors, end_to_end, factor_gradient, unbalancedness
 from .._solving._result import FlowSolution
 from .._solving._system import Loss
@@ -97,13 +104,21 @@ def _distance_and_scale(t, y, flow):
 
 class OrderFit(eqx.Module):
     """Maximum flow-to-descent distance over a fixed horizon for a list of step sizes,
-    and the least-squares fit `log distance = order * log lr + log constant`."""
+    and the least-squares fit `log distance = order * log lr + log constant`.
+
+    `flow_order` says which flow the distances are to: 0 the plain flow (eq. 2 or 3;
+    fitted order about 1), `r` = 1 or 2 the order-`r` modified flow of each step size
+    (about `r + 1`). `modified` holds one such fit per order asked of
+    [`lnn_flow.distance_vs_lr`][], on the same step sizes.
+    """
 
     lrs: Float[Array, " g"]
     steps: Int[Array, " g"]
     max_distance: Float[Array, " g"]
     order: Float[Array, ""]
     constant: Float[Array, ""]
+    modified: tuple["OrderFit", ...] = ()
+    flow_order: int = eqx.field(static=True, default=0)
 
 
 def distance_vs_lr(
@@ -115,27 +130,67 @@ def distance_vs_lr(
     *,
     relative: bool = False,
     decomposition: str = "svd",
+    modified: Sequence[int] = (),
+    modified_options: dict[str, Any] | None = None,
 ) -> OrderFit:
     """[`lnn_flow.max_distance_to_flow`][] over `[0, horizon]` for each step size in
     `lrs` (`round(horizon / lr)` steps each; each distinct step count compiles once),
-    with the fitted order: about 1 for gradient descent (forward Euler)."""
+    with the fitted order: about 1 for gradient descent (forward Euler).
+
+    `modified`: orders (1, 2) of modified flows to measure too. For each order `r` and
+    each step size the modified flow of that step size
+    ([`lnn_flow.modified_factor_flow`][], or [`lnn_flow.modified_end_to_end_flow`][]
+    for an end-to-end `flow`) is solved from `init` with `dense=True` and
+    `modified_options` (default `rtol=1e-12, atol=1e-14`: solve errors far below
+    the `~lr^{r+1}` distances measured), and `result.modified[i]` is its fit
+    (order about `r + 1`).
+    """
     lrs = np.asarray(lrs, dtype=float)
     if lrs.ndim != 1 or lrs.size < 1:
         raise ValueError(f"`lrs` must be a non-empty 1-D list; got shape {lrs.shape}")
     _checks.positive("lrs", jnp.asarray(lrs))
     _checks.positive("horizon", jnp.asarray(horizon, float))
+    modified = tuple(modified) if not isinstance(modified, int) else (modified,)
+    for order in modified:
+        if isinstance(order, bool) or order not in ORDERS:
+            raise ValueError(f"`modified` must list orders 1 or 2; got {order!r}")
+    options = dict(_MODIFIED_OPTIONS if modified_options is None else modified_options)
+    options["dense"] = True
+    if flow.solution is None:
+        raise ValueError("`flow` has no dense output: solve it with `dense=True`")
     steps = [max(1, int(round(horizon / lr))) for lr in lrs]
     lrs = np.asarray([horizon / n for n in steps])  # land exactly on the horizon
-    distances = jnp.stack(
-        [
+
+    def fit(flows, flow_order, modified_fits=()):
+        distances = jnp.stack([
             max_distance_to_flow(
-                loss, flow, init, lr, n, relative=relative, decomposition=decomposition
+                loss, f, init, lr, n, relative=relative, decomposition=decomposition
             )
-            for lr, n in zip(lrs, steps)
-        ]
-    )
-    order, constant = fit_order(lrs, distances)
-    return OrderFit(jnp.asarray(lrs), jnp.asarray(steps), distances, order, constant)
+            for f, lr, n in zip(flows, lrs, steps)
+        ])
+        order, constant = fit_order(lrs, distances)
+        return OrderFit(jnp.asarray(lrs), jnp.asarray(steps), distances, order, constant,
+                        modified_fits, flow_order)
+
+    fits = []
+    for order in modified:
+        solve_modified = functools.partial(
+            _solve_modified, loss, flow, init, horizon, order, decomposition, options
+        )
+        fits.append(fit([solve_modified(lr) for lr in lrs], order))
+    return fit([flow] * len(lrs), 0, tuple(fits))
+
+
+_MODIFIED_OPTIONS = dict(rtol=1e-12, atol=1e-14)
+
+
+def _solve_modified(loss, flow, init, horizon, order, decomposition, options, lr):
+    if flow.factors is None:
+        return modified_end_to_end_flow(
+            loss, init, flow.depth, horizon, lr=lr, order=order,
+            decomposition=decomposition, **options,
+        )
+    return modified_factor_flow(loss, init, horizon, lr=lr, order=order, **options)
 
 
 def fit_order(
