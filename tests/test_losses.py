@@ -97,3 +97,22 @@ def test_bad_loss_data():
         lf.losses.MatrixCompletion(ROWS, COLS + 1, VALUES, (DN, D0))
     with pytest.raises(ValueError, match=r"`labels` must lie in \[0, 2\)"):
         lf.losses.Logistic(X, LABELS, num_classes=2)
+
+
+def test_mean_losses_split_into_samples():
+    """loss(W) = mean over samples; `subset` of every sample is the loss itself and the
+    mean of the one-sample losses is the loss (to rounding)."""
+    key = jax.random.PRNGKey(4)
+    X, Y = jax.random.normal(key, (3, 7)), jax.random.normal(jax.random.PRNGKey(5), (2, 7))
+    W = jax.random.normal(jax.random.PRNGKey(6), (2, 3))
+    sensing_loss, _ = lf.problems.random_matrix_sensing(key, (2, 3), 1, 7)
+    completion_loss, _ = lf.problems.random_matrix_completion(key, (2, 3), 1, 5)
+    for loss in [lf.losses.SquareRegression(X, Y), lf.losses.LpRegression(X, Y, 4),
+                 sensing_loss, completion_loss,
+                 lf.losses.Logistic(X, jnp.arange(7) % 2, 2)]:
+        m = loss.num_samples
+        assert m == (5 if loss is completion_loss else 7)
+        each = jnp.stack([loss.subset(jnp.asarray([i]))(W) for i in range(m)])
+        np.testing.assert_allclose(jnp.mean(each), loss(W), rtol=1e-13)
+        assert float(jnp.abs(loss.subset(jnp.arange(m))(W) - loss(W))) < 1e-13
+    assert not hasattr(lf.losses.WhitenedSquare(jnp.eye(2)), "subset")

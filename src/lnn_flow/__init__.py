@@ -8,6 +8,8 @@ Factors `ws = (W_1, ..., W_n)`, `W_j` of shape `(d_j, d_{j-1})`; the end-to-end 
 - `gradient_descent`, `end_to_end_descent`: their discrete counterparts (Claim 1);
 - `modified_factor_flow`, `modified_end_to_end_flow`: the flows descent follows to
   second and third order (backward error analysis);
+- `stochastic_gradient_descent`, `sgd_sde`: mini-batch SGD and the stochastic
+  differential equation it follows (stochastic modified equations);
 - `solve_batch`, `run_sweep`: many initializations and configurations, across devices.
 
 `lnn_flow.theory` checks the notes' results along solved trajectories and
@@ -57,6 +59,11 @@ from ._flows._modified import (  # noqa: E402
     modified_factor_flow,
     modified_factor_vector_field,
     modified_objective,
+)
+from ._flows._stochastic import (  # noqa: E402
+    sgd_diffusion,
+    sgd_sde,
+    stochastic_gradient_descent,
 )
 from ._batching._batch import solve_batch, solve_pool  # noqa: E402
 from ._sweeps._sweep import (  # noqa: E402
@@ -128,8 +135,11 @@ __all__ = [
     "preconditioner_eigh",
     "problems",
     "run_sweep",
+    "sgd_diffusion",
+    "sgd_sde",
     "solve_batch",
     "solve_pool",
+    "stochastic_gradient_descent",
     "studies",
     "summarize",
     "theory",

@@ -57,6 +57,34 @@ def _same(name: str, got: int, other: str, expected: int, what: str) -> None:
         )
 
 
+class _Mean:
+    """A loss that is a mean over samples (examples, measurements or observed
+    entries): `loss(W) = mean_i loss_i(W)`, the case of mini-batch SGD
+    ([`lnn_flow.stochastic_gradient_descent`][]). `SAMPLED` names the data fields with
+    one sample per row along `SAMPLE_AXIS`."""
+
+    SAMPLED: tuple[str, ...] = ()
+    SAMPLE_AXIS: tuple[int, ...] = ()
+
+    @property
+    def num_samples(self) -> int:
+        """The number of samples `m` the loss averages over."""
+        first = getattr(self, self.SAMPLED[0])
+        return first.shape[self.SAMPLE_AXIS[0]]
+
+    def subset(self, indices: Int[ArrayLike, " b"]):
+        """The same loss over the samples `indices` (repeats count twice): the
+        mini-batch loss. Traceable; indices are not range-checked (JAX clamps)."""
+        indices = jnp.asarray(indices)
+        picked = tuple(
+            jnp.take(getattr(self, name), indices, axis=axis)
+            for name, axis in zip(self.SAMPLED, self.SAMPLE_AXIS)
+        )
+        return eqx.tree_at(
+            lambda loss: tuple(getattr(loss, name) for name in self.SAMPLED), self, picked
+        )
+
+
 class WhitenedSquare(eqx.Module):
     """`l(W) = 1/2 ||W - target||_F^2`: the square loss of linear regression with
     whitened inputs, up to a constant (Example 1, `target = Lambda_yx`).
@@ -83,9 +111,12 @@ def _examples(X, Y) -> tuple[Array, Array]:
     return X, Y
 
 
-class SquareRegression(eqx.Module):
+class SquareRegression(_Mean, eqx.Module):
     """`l(W) = 1/(2m) ||W X - Y||_F^2` with instances `X` (d_0, m) and labels `Y`
     (d_n, m) as columns (Example 1)."""
+
+    SAMPLED = ('X', 'Y')
+    SAMPLE_AXIS = (1, 1)
 
     X: Float[Array, "d0 m"]
     Y: Float[Array, "dn m"]
@@ -102,9 +133,12 @@ class SquareRegression(eqx.Module):
         return 0.5 * jnp.mean(jnp.sum((W @ self.X - self.Y) ** 2, axis=0))
 
 
-class LpRegression(eqx.Module):
+class LpRegression(_Mean, eqx.Module):
     """`l(W) = (1/m) sum_i ||W x_i - y_i||_p^p` for even `p` (Claim 1): convex, steep
     far from the optimum and flat near it for `p > 2`."""
+
+    SAMPLED = ('X', 'Y')
+    SAMPLE_AXIS = (1, 1)
 
     X: Float[Array, "d0 m"]
     Y: Float[Array, "dn m"]
@@ -128,8 +162,11 @@ class LpRegression(eqx.Module):
         return jnp.mean(jnp.sum((W @ self.X - self.Y) ** self.p, axis=0))
 
 
-class MatrixSensing(eqx.Module):
+class MatrixSensing(_Mean, eqx.Module):
     """`l(W) = 1/(2m) sum_i (<W, A_i> - b_i)^2` with `<W, A> = Tr(W A^T)` (eq. 9)."""
+
+    SAMPLED = ('A', 'b')
+    SAMPLE_AXIS = (0, 0)
 
     A: Float[Array, "m dn d0"]
     b: Float[Array, " m"]
@@ -152,7 +189,7 @@ class MatrixSensing(eqx.Module):
         return 0.5 * jnp.mean((self.measure(W) - self.b) ** 2)
 
 
-class MatrixCompletion(eqx.Module):
+class MatrixCompletion(_Mean, eqx.Module):
     """Matrix completion: eq. (9) with one-hot measurement matrices `A_i = e_r e_c^T`,
     `l(W) = 1/(2m) sum_i (W[rows_i, cols_i] - values_i)^2`, without forming `A`.
 
@@ -160,6 +197,9 @@ class MatrixCompletion(eqx.Module):
     the planted truth would not be a minimizer); one listed twice with the same value
     is kept and counts twice in the mean (a weight: the minimizers do not change).
     """
+
+    SAMPLED = ('rows', 'cols', 'values')
+    SAMPLE_AXIS = (0, 0, 0)
 
     rows: Int[Array, " m"]
     cols: Int[Array, " m"]
@@ -221,9 +261,12 @@ def _one_value_per_entry(rows, cols, values, d0: int) -> Float[Array, " m"]:
     )
 
 
-class Logistic(eqx.Module):
+class Logistic(_Mean, eqx.Module):
     """Mean multinomial cross-entropy of the logits `W X`: instances `X` (d_0, m) as
     columns, integer `labels` (m,) in `[0, num_classes)`, and `d_n = num_classes`."""
+
+    SAMPLED = ('X', 'labels')
+    SAMPLE_AXIS = (1, 0)
 
     X: Float[Array, "d0 m"]
     labels: Int[Array, " m"]

@@ -120,12 +120,15 @@ def end_to_end_descent(
     return _run(system, W0, lr, steps, save_every, optimizer)[0]
 
 
-def _run(system, y0, lr, steps, save_every, optimizer, observe=None, observe_args=None):
+def _run(system, y0, lr, steps, save_every, optimizer, observe=None, observe_args=None,
+         key=None):
     """Validate the descent arguments, then run the compiled scan.
 
     Returns `(solution, worst)`: `worst` is the elementwise max of
     `observe(k * lr, y_k, observe_args)` over every finite iterate `k = 0..steps`
     (empty without an observer), so a comparison sees each iterate without saving it.
+    `key`: step `k` passes `fold_in(key, k)` to the system's field as `args` (a
+    stochastic gradient, [`lnn_flow._flows._stochastic`][]); None passes None.
     """
     dtype = jax.tree_util.tree_leaves(y0)[0].dtype
     lr, steps, save_every = check_options(lr, steps, save_every, optimizer, dtype)
@@ -135,6 +138,7 @@ def _run(system, y0, lr, steps, save_every, optimizer, observe=None, observe_arg
             y0,
             lr,
             observe_args,
+            key,
             steps=steps,
             save_every=save_every,
             optimizer=optimizer,
@@ -158,7 +162,7 @@ def check_options(lr, steps, save_every, optimizer, dtype):
 
 
 @eqx.filter_jit
-def _descend(system, y0, lr, observe_args, *, steps, save_every, optimizer, observe):
+def _descend(system, y0, lr, observe_args, key, *, steps, save_every, optimizer, observe):
     # Plain GD is `scale_by_learning_rate` alone; any other transformation comes first.
     transform = optax.chain(
         optax.identity() if optimizer is None else optimizer,
@@ -173,7 +177,8 @@ def _descend(system, y0, lr, observe_args, *, steps, save_every, optimizer, obse
 
     def step(carry: _Carry, _) -> tuple[_Carry, None]:
         # The gradient is minus the flow's vector field (eq. 2, or eq. 3 end to end).
-        grads = jax.tree_util.tree_map(jnp.negative, system.vector_field(None, carry.y, None))
+        args = None if key is None else jax.random.fold_in(key, carry.count)
+        grads = jax.tree_util.tree_map(jnp.negative, system.vector_field(None, carry.y, args))
         updates, opt_state = transform.update(grads, carry.opt_state, carry.y)
         y = optax.apply_updates(carry.y, updates)
         ok = carry.finite & all_finite(y)
