@@ -10,6 +10,8 @@
 - `hierarchical`: local components of a hierarchical tensor factorization switching on
   one at a time, and the same entries fitted by hierarchical, CP and matrix
   factorization (Section 5; Razin, Maman & Cohen 2022).
+- `descent`: gradient descent against the flow and its modified flows (orders 1 and
+  2), and mini-batch SGD against its stochastic modified equation.
 
 Every study takes keyword parameters with defaults of the size the notes use; `STUDIES`
 maps names to functions and `SMALL` holds reduced parameters that still show the effect.
@@ -22,6 +24,7 @@ from typing import Any
 
 from ._reports._report import Report, Untrusted
 from ._studies._study_completion import completion_study
+from ._studies._study_descent import descent_study
 from ._studies._study_greedy import greedy_study, switch_on_times
 from ._studies._study_hierarchical import hierarchical_study
 from ._studies._study_norms import norms_study
@@ -34,6 +37,7 @@ __all__ = [
     "Untrusted",
     "STUDIES",
     "completion_study",
+    "descent_study",
     "effective_rank",
     "greedy_study",
     "hierarchical_study",
@@ -48,6 +52,7 @@ STUDIES: dict[str, Callable[..., Report]] = {
     "norms": norms_study,
     "tensor": tensor_study,
     "hierarchical": hierarchical_study,
+    "descent": descent_study,
 }
 
 # Reduced parameters that still show each effect (tests, notebooks, CI).
@@ -66,6 +71,7 @@ SMALL: dict[str, dict[str, Any]] = {
                    num_measurements=(100, 120), scales=(1e-6, 1e-3), seeds=3,
                    num_saves=120, max_steps=4000),
     "hierarchical": dict(scales=(0.1, 0.3), seeds=2, num_saves=50),
+    "descent": dict(depths=(2,), lrs=(0.1, 0.2), seeds=300),
 }
 
 # Parameters renamed, per study: old name -> new name. The old names are still accepted
@@ -76,4 +82,5 @@ _RENAMED: dict[str, dict[str, str]] = {
     "norms": {},
     "tensor": {},
     "hierarchical": {},
+    "descent": {},
 }

@@ -17,6 +17,7 @@ def test_studies_are_re_exported_under_their_names():
         "norms": studies.norms_study,
         "tensor": studies.tensor_study,
         "hierarchical": studies.hierarchical_study,
+        "descent": studies.descent_study,
     }
     for name in studies.__all__:
         assert hasattr(studies, name), name
