@@ -12,15 +12,19 @@ evaluating all `m` per-sample gradients) and at `dt0 = lr` (one step per SGD ste
 B (`--paths`, default 100,1000) keys from `jax.random.split(PRNGKey(2), B)`.
 
 Columns: compile s is the first call minus the steady call; run ms the median of
-`--repeats` (3) warm calls with `jax.block_until_ready`; ms/path run ms over B; ratio
-the run time over the SGD baseline's at the same B, in this process; final loss mean
-and sd over the B runs (the full loss at t1). The row "SGD loop" (for reference) runs
-the B SGD runs one after another, a Python loop over keys calling one jitted
-single-key run; it is timed once per repeat, and only where its estimate (B times a
-warm single run) is under `--loop-budget` seconds (30).
+`--repeats` (3) warm calls with `jax.block_until_ready`, or of one warm call where the
+first call took over `--long` seconds (3: the SDE rows at large B, which keeps the
+default run near two minutes on a 2-core CPU); calls the number of warm calls timed;
+ms/path run ms over B; ratio the run time over the SGD baseline's at the same B, in
+this process; final loss mean and sd over the B runs (the full loss at t1). The row
+"SGD loop" (for reference) runs the B SGD runs one after another, a Python loop over
+keys calling one jitted single-key run (warmed first: no compile time); it runs only
+where its estimate (B times a warm single run) is under `--loop-budget` seconds (30),
+and once, not `--repeats` times, where that estimate is over `--long`.
 
-Usage: python benchmarks/sgd_sde.py [--paths 100,1000] [--repeats 3] [--size 5]
-       [--m 40] [--depth 2] [--lr 0.1] [--batch-size 4] [--t1 8.0] [--loop-budget 30]
+Usage: python benchmarks/sgd_sde.py [--paths 100,1000] [--repeats 3] [--long 3]
+       [--size 5] [--m 40] [--depth 2] [--lr 0.1] [--batch-size 4] [--t1 8.0]
+       [--loop-budget 30]
 """
 
 import argparse
@@ -34,24 +38,25 @@ import jax.numpy as jnp
 import lnn_flow as lf
 
 
-def timed(fn, repeats):
-    """(result, compile s, median run s): the first call minus the steady one."""
+def timed(fn, repeats, long):
+    """(result, compile s, median run s, warm calls): compile is the first call minus
+    the steady one; a first call over `long` seconds is followed by one warm call."""
     start = time.perf_counter()
     out = jax.block_until_ready(fn())
     first = time.perf_counter() - start
     runs = []
-    for _ in range(repeats):
+    for _ in range(1 if first > long else repeats):
         start = time.perf_counter()
         jax.block_until_ready(fn())
         runs.append(time.perf_counter() - start)
     run = statistics.median(runs)
-    return out, first - run, run
+    return out, first - run, run, len(runs)
 
 
-def row(method, B, compile_s, run, base, final_losses):
+def row(method, B, compile_s, run, calls, base, final_losses):
     final_losses = jnp.asarray(final_losses)
     compile_s = "-" if compile_s is None else f"{compile_s:.2f}"
-    print(f"| {method:<22} | {B:>5} | {compile_s:>9} | {run * 1e3:>9.1f} | "
+    print(f"| {method:<22} | {B:>5} | {compile_s:>9} | {run * 1e3:>9.1f} | {calls:>5} | "
           f"{run * 1e3 / B:>8.3f} | {run / base:>6.2f} | "
           f"{float(final_losses.mean()):>10.4e} | {float(final_losses.std()):>9.2e} |")
 
@@ -69,6 +74,9 @@ def main():
     parser.add_argument("--t1", type=float, default=8.0)
     parser.add_argument("--loop-budget", type=float, default=30.0,
                         help="seconds the SGD loop row may take (estimate), 30")
+    parser.add_argument("--long", type=float, default=3.0,
+                        help="time one warm call, not --repeats, after a first call "
+                             "over this many seconds (3)")
     args = parser.parse_args()
     paths = [int(p) for p in args.paths.split(",") if p.strip()]
     lr, b, t1 = args.lr, args.batch_size, args.t1
@@ -95,33 +103,34 @@ def main():
             loss, ws0, t1, ts, lr=lr, batch_size=b, key=k, drift=drift, dt0=dt0)))
 
     print()
-    print(f"| {'method':<22} | {'B':>5} | {'compile s':>9} | {'run ms':>9} | "
+    print(f"| {'method':<22} | {'B':>5} | {'compile s':>9} | {'run ms':>9} | {'calls':>5} | "
           f"{'ms/path':>8} | {'ratio':>6} | {'loss mean':>10} | {'loss sd':>9} |")
-    print(f"|{'-' * 24}|{'-' * 7}|{'-' * 11}|{'-' * 11}|{'-' * 10}|{'-' * 8}|"
+    print(f"|{'-' * 24}|{'-' * 7}|{'-' * 11}|{'-' * 11}|{'-' * 7}|{'-' * 10}|{'-' * 8}|"
           f"{'-' * 12}|{'-' * 11}|")
     sde_cases = [("flow", None), ("modified", None), ("flow", lr), ("modified", lr)]
     sde_fns = {}
     for B in paths:
         keys = jax.random.split(jax.random.PRNGKey(2), B)
-        sgd, compile_s, base = timed(lambda: sgd_batch(keys), args.repeats)
-        row("SGD vmap (baseline)", B, compile_s, base, base, sgd.loss_final)
+        sgd, compile_s, base, calls = timed(lambda: sgd_batch(keys), args.repeats,
+                                            args.long)
+        row("SGD vmap (baseline)", B, compile_s, base, calls, base, sgd.loss_final)
         ts = sgd.ts[0]
         for drift, dt0 in sde_cases:
             # One jitted function per case, reused across B (new B recompiles anyway).
             if (drift, dt0) not in sde_fns:
                 sde_fns[drift, dt0] = sde_batch(ts, drift, dt0)
             fn = sde_fns[drift, dt0]
-            sol, compile_s, run = timed(lambda: fn(keys), args.repeats)
+            sol, compile_s, run, calls = timed(lambda: fn(keys), args.repeats, args.long)
             assert bool(jnp.all(sol.success)), "an SDE path failed"
             label = f"SDE {drift}, dt0 " + ("lr/4" if dt0 is None else "lr")
-            row(label, B, compile_s, run, base, sol.loss_final)
+            row(label, B, compile_s, run, calls, base, sol.loss_final)
 
         # Reference: B single SGD runs, one after another.
-        _, _, single = timed(lambda: sgd_single(keys[0]), args.repeats)
+        _, _, single, _ = timed(lambda: sgd_single(keys[0]), args.repeats, args.long)
         if B * single > args.loop_budget:
             print(f"| {'SGD loop (skipped)':<22} | {B:>5} | {'':>9} | "
-                  f"{B * single * 1e3:>9.0f} | {'':>8} | {'':>6} | {'(estimate)':>10} | "
-                  f"{'':>9} |")
+                  f"{B * single * 1e3:>9.0f} | {'':>5} | {'':>8} | {'':>6} | "
+                  f"{'(estimate)':>10} | {'':>9} |")
             continue
         finals, key_list = [], list(keys)
 
@@ -129,14 +138,15 @@ def main():
             finals.clear()
             for k in key_list:
                 finals.append(sgd_single(k).loss_final)
-            return finals[-1]
+            return finals
 
         runs = []
-        for _ in range(args.repeats):
+        for _ in range(1 if B * single > args.long else args.repeats):
             start = time.perf_counter()
             jax.block_until_ready(loop())
             runs.append(time.perf_counter() - start)
-        row("SGD loop (reference)", B, None, statistics.median(runs), base, finals)
+        row("SGD loop (reference)", B, None, statistics.median(runs), len(runs), base,
+            finals)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ STUDIES = {
     "norms": ["run", "norms", "--small", "--no-progress"],
     "tensor": ["run", "tensor", "--small", "--no-progress"],
     "hierarchical": ["run", "hierarchical", "--small", "--no-progress"],
+    "descent": ["run", "descent", "--small", "--no-progress"],
 }
 
 

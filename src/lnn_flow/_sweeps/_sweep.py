@@ -5,7 +5,8 @@ A study is a plain TOML or JSON file (read as data, never executed):
     name = "sensing_depths"
     problem = "matrix_sensing"      # or "matrix_completion"; "tensor_completion",
                                     # "tensor_sensing" (methods "tensor", "hierarchical")
-    method = "factor"               # or "end_to_end", "descent", "tensor", "hierarchical"
+    method = "factor"               # or "end_to_end", "descent", "modified_factor",
+                                    # "tensor", "hierarchical"
     seeds = 32                      # seeds 0..31, or a list such as [3, 7, 11]
 
     [fixed]                         # one value per parameter
@@ -182,6 +183,8 @@ def solve_group(
         init, args = (ws0, ()) if method.factors else (
             jax.vmap(end_to_end)(ws0), (config["depth"],)
         )
+        if study.method == "modified_factor":  # descent's step size, the order
+            options.update(lr=config["lr"], order=config["order"])
         if study.method == "hierarchical":  # the flow's keyword-only tree and output
             options.update(tree=hierarchical_tree(config), output=config["output"])
         sol = solve_batch(study.method, loss, init, *args, config["t1"], ts, **options)

@@ -24,7 +24,7 @@ from .._maths._hierarchical import binary_tree, leaves, mode_tree
 
 PROBLEMS = ("matrix_sensing", "matrix_completion", "tensor_sensing", "tensor_completion")
 # The methods of `lnn_flow._batching._methods.METHODS` whose initial states a sweep draws.
-METHODS = ("factor", "end_to_end", "descent", "tensor", "hierarchical")
+METHODS = ("factor", "end_to_end", "descent", "modified_factor", "tensor", "hierarchical")
 INITS = ("balanced", "gaussian")
 SAVE_TIMES = ("auto", "linear", "log")
 # `save_times = "auto"` saves geometrically from this `t1` on: a flow from a small init
@@ -33,7 +33,7 @@ SAVE_TIMES = ("auto", "linear", "log")
 LOG_SAVES_FROM = 1e3
 # Which problems each kind of method solves: matrices (eq. 2, Theorem 1, descent)
 # or tensors (Section 5: the CP factorization, the hierarchical one).
-FAMILIES = {"matrix": ("factor", "end_to_end", "descent"),
+FAMILIES = {"matrix": ("factor", "end_to_end", "descent", "modified_factor"),
             "tensor": ("tensor", "hierarchical")}
 
 
@@ -128,8 +128,12 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "max_steps": Parameter(int, 16_384, "positive"),
     "loss_threshold": Parameter(float, None, "non_negative", static=False),
-    "lr": Parameter(float, 1e-2, "positive", static=False, help="descent step size",
-                    family="matrix"),
+    "lr": Parameter(float, 1e-2, "positive", static=False, family="matrix",
+                    help="descent step size; modified_factor: the step size of the "
+                    "descent whose modified flow is solved"),
+    "order": Parameter(int, 1, "positive", family="matrix", methods=("modified_factor",),
+                       help="modified_factor: the modified flow's order, 1 (the gradient "
+                       "flow of phi + lr/4 |grad phi|^2) or 2"),
     "steps": Parameter(int, 1000, "positive", help="descent steps", family="matrix"),
     "save_every": Parameter(int, 50, "positive", help="descent: save every k steps",
                             family="matrix"),
@@ -426,6 +430,9 @@ def _complete_matrix(config: dict[str, Any], study: Study) -> dict[str, Any]:
             "`init` must be 'balanced' for method 'end_to_end': Theorem 1 assumes "
             "unbalancedness zero (Assumption 1)"
         )
+    if study.method == "modified_factor" and config["order"] not in (1, 2):
+        raise ValueError(f"`order` must be 1 or 2 (the modified flow's order); got "
+                         f"{config['order']}")
     return config
 
 
