@@ -12,9 +12,9 @@ evaluating all `m` per-sample gradients) and at `dt0 = lr` (one step per SGD ste
 B (`--paths`, default 100,1000) keys from `jax.random.split(PRNGKey(2), B)`.
 
 Columns: compile s is the first call minus the steady call; run ms the median of
-`--repeats` (3) warm calls with `jax.block_until_ready`, or of one warm call where the
-first call took over `--long` seconds (3: the SDE rows at large B, which keeps the
-default run near two minutes on a 2-core CPU); calls the number of warm calls timed;
+`--repeats` (3) warm calls with `jax.block_until_ready`, or one warm call where that
+call took over `--long` seconds (3: the SDE rows at large B, which keeps the default
+run near two minutes on a 2-core CPU); calls the number of warm calls timed;
 ms/path run ms over B; ratio the run time over the SGD baseline's at the same B, in
 this process; final loss mean and sd over the B runs (the full loss at t1). The row
 "SGD loop" (for reference) runs the B SGD runs one after another, a Python loop over
@@ -40,12 +40,12 @@ import lnn_flow as lf
 
 def timed(fn, repeats, long):
     """(result, compile s, median run s, warm calls): compile is the first call minus
-    the steady one; a first call over `long` seconds is followed by one warm call."""
+    the steady one; `repeats` warm calls, or one where that one took over `long` s."""
     start = time.perf_counter()
     out = jax.block_until_ready(fn())
     first = time.perf_counter() - start
     runs = []
-    for _ in range(1 if first > long else repeats):
+    while len(runs) < repeats and not (runs and runs[0] > long):
         start = time.perf_counter()
         jax.block_until_ready(fn())
         runs.append(time.perf_counter() - start)
@@ -75,7 +75,7 @@ def main():
     parser.add_argument("--loop-budget", type=float, default=30.0,
                         help="seconds the SGD loop row may take (estimate), 30")
     parser.add_argument("--long", type=float, default=3.0,
-                        help="time one warm call, not --repeats, after a first call "
+                        help="time one warm call, not --repeats, where it takes "
                              "over this many seconds (3)")
     args = parser.parse_args()
     paths = [int(p) for p in args.paths.split(",") if p.strip()]
@@ -103,8 +103,9 @@ def main():
             loss, ws0, t1, ts, lr=lr, batch_size=b, key=k, drift=drift, dt0=dt0)))
 
     print()
-    print(f"| {'method':<22} | {'B':>5} | {'compile s':>9} | {'run ms':>9} | {'calls':>5} | "
-          f"{'ms/path':>8} | {'ratio':>6} | {'loss mean':>10} | {'loss sd':>9} |")
+    print(f"| {'method':<22} | {'B':>5} | {'compile s':>9} | {'run ms':>9} | "
+          f"{'calls':>5} | {'ms/path':>8} | {'ratio':>6} | {'loss mean':>10} | "
+          f"{'loss sd':>9} |")
     print(f"|{'-' * 24}|{'-' * 7}|{'-' * 11}|{'-' * 11}|{'-' * 7}|{'-' * 10}|{'-' * 8}|"
           f"{'-' * 12}|{'-' * 11}|")
     sde_cases = [("flow", None), ("modified", None), ("flow", lr), ("modified", lr)]

@@ -27,7 +27,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 from .._core import _checks
 from ._end_to_end import _EndToEndSystem
 from .._maths._spectral import decomposition_name
-from ._factor import _FactorSystem
+from ._factor import _FactorSystem, checked_factors
 from .._solving._result import FlowSolution, SolverStats, all_finite
 from .._solving._system import Loss
 
@@ -83,9 +83,7 @@ def gradient_descent(
     Bad input is refused up front as in [`lnn_flow.factor_flow`][] (complex, empty or
     non-finite factors, mixed dtypes, a loss not finite at `ws0`).
     """
-    ws0 = _checks.factors(ws0, "ws0")
-    ws0 = tuple(_checks.finite(f"ws0[{j}]", w) for j, w in enumerate(ws0))
-    _checks.fits_loss(loss, (ws0[-1].shape[0], ws0[0].shape[1]), "ws0")
+    ws0 = checked_factors(loss, ws0)
     system = _FactorSystem(loss, len(ws0))
     ws0 = _checks.finite_initial_loss("ws0", system, ws0)
     return _run(system, ws0, lr, steps, save_every, optimizer)[0]

@@ -31,6 +31,15 @@ def _field(loss: Loss, ws: Factors) -> Factors:
     return tuple(-g for g in grads)
 
 
+def checked_factors(loss: Loss, ws, name: str = "ws0") -> Factors:
+    """`ws` as factors `(W_1, ..., W_n)`: real, finite, chained shapes that fit the
+    loss; errors name `name`."""
+    ws = _checks.factors(ws, name)
+    ws = tuple(_checks.finite(f"{name}[{j}]", w) for j, w in enumerate(ws))
+    _checks.fits_loss(loss, (ws[-1].shape[0], ws[0].shape[1]), name)
+    return ws
+
+
 class _FactorSystem(AbstractFlowSystem):
     """The ODE of eq. (2) with state `(W_1, ..., W_n)`: the factors are the state."""
 
@@ -94,8 +103,6 @@ def factor_flow(
     `lnn_flow._solving._options.prepare` (times, tolerances finer than the dtype resolves,
     a negative `loss_threshold` for a loss of `lnn_flow.losses`).
     """
-    ws0 = _checks.factors(ws0, "ws0")
-    ws0 = tuple(_checks.finite(f"ws0[{j}]", w) for j, w in enumerate(ws0))
-    _checks.fits_loss(loss, (ws0[-1].shape[0], ws0[0].shape[1]), "ws0")
+    ws0 = checked_factors(loss, ws0)
     options = SolveOptions.from_kwargs(options)
     return solve(_FactorSystem(loss, len(ws0)), ws0, t1, ts, options, init_name="ws0")

@@ -42,7 +42,7 @@ from .._solving._result import FlowSolution
 from .._solving._solve import solve
 from .._solving._system import AbstractFlowSystem, Loss
 from ._end_to_end import _EndToEndSystem
-from ._factor import _FactorSystem
+from ._factor import _FactorSystem, checked_factors
 
 ORDERS = (1, 2)
 
@@ -163,9 +163,7 @@ def modified_factor_flow(
     one (order 1) or three (order 2) extra Jacobian-vector products of eq. (2)'s field.
     Batches and pools take it as method `"modified_factor"`.
     """
-    ws0 = _checks.factors(ws0, "ws0")
-    ws0 = tuple(_checks.finite(f"ws0[{j}]", w) for j, w in enumerate(ws0))
-    _checks.fits_loss(loss, (ws0[-1].shape[0], ws0[0].shape[1]), "ws0")
+    ws0 = checked_factors(loss, ws0)
     lr, order = check_lr_order(lr, order, ws0[0].dtype)
     options = SolveOptions.from_kwargs(options)
     system = _ModifiedSystem(_FactorSystem(loss, len(ws0)), lr, order)

@@ -44,7 +44,7 @@ from .._solving._result import FlowSolution
 from .._solving._solve import assemble
 from .._solving._system import AbstractFlowSystem, Loss
 from ._descent import _run
-from ._factor import _FactorSystem, _field
+from ._factor import _FactorSystem, _field, checked_factors
 from ._modified import _ModifiedSystem, check_lr_order
 
 DRIFTS = ("flow", "modified")
@@ -93,13 +93,6 @@ def _sampled(loss, batch_size, replace) -> tuple[int, int]:
     return m, b
 
 
-def _checked_factors(loss, ws0):
-    ws0 = _checks.factors(ws0, "ws0")
-    ws0 = tuple(_checks.finite(f"ws0[{j}]", w) for j, w in enumerate(ws0))
-    _checks.fits_loss(loss, (ws0[-1].shape[0], ws0[0].shape[1]), "ws0")
-    return ws0
-
-
 def stochastic_gradient_descent(
     loss: Loss,
     ws0: tuple[Float[ArrayLike, "_ _"], ...],
@@ -122,7 +115,7 @@ def stochastic_gradient_descent(
     Result as in [`lnn_flow.gradient_descent`][] (`ts = step * lr`); its `loss` is the
     full loss at each save.
     """
-    ws0 = _checked_factors(loss, ws0)
+    ws0 = checked_factors(loss, ws0)
     _, b = _sampled(loss, batch_size, replace)
     key = _checks.prng_key("key", key)
     system = _MiniBatchSystem(loss, len(ws0), b, replace)
@@ -138,7 +131,7 @@ def sgd_diffusion(
     docstring): `S S^T = lr c Sigma / b`, the covariance of one SGD step's noise over
     `lr` (flat state in `jax.flatten_util.ravel_pytree(ws)` order; `m` columns, one
     per sample)."""
-    ws = _checked_factors(loss, ws)
+    ws = checked_factors(loss, ws, "ws")
     m, b = _sampled(loss, batch_size, replace)
     lr, _ = check_lr_order(lr, 1, ws[0].dtype)
     return _diffusion(loss, ws, lr, m, b, replace)
@@ -188,7 +181,7 @@ def sgd_sde(
     `jax.vmap` over `key` gives paths (`eqx.filter_vmap` or `jax.vmap` with the loss
     closed over). Each step evaluates the `m` per-sample gradients.
     """
-    ws0 = _checked_factors(loss, ws0)
+    ws0 = checked_factors(loss, ws0)
     m, b = _sampled(loss, batch_size, replace)
     key = _checks.prng_key("key", key)
     dtype = ws0[0].dtype
