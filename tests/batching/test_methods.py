@@ -27,10 +27,12 @@ def problem():
 def test_registry_lists_every_method():
     assert set(METHODS) == {
         "factor", "end_to_end", "descent", "end_to_end_descent", "symmetric",
-        "symmetric_factor", "tensor", "hierarchical",
+        "symmetric_factor", "tensor", "hierarchical", "modified_factor",
+        "modified_end_to_end",
     }
     assert poolable() == [
-        "end_to_end", "factor", "hierarchical", "symmetric", "symmetric_factor", "tensor"
+        "end_to_end", "factor", "hierarchical", "modified_end_to_end", "modified_factor",
+        "symmetric", "symmetric_factor", "tensor"
     ]
     assert lookup("factor").flow is lf.factor_flow
     with pytest.raises(ValueError, match="for a refilled solve; got 'descent'"):

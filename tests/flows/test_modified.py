@@ -123,6 +123,18 @@ def test_batch_of_modified_flows_equals_single_solves(problem):
                                    atol=1e-12)
 
 
+def test_pool_of_modified_end_to_end_flows_equals_single_solves(problem):
+    loss, ws0 = problem
+    W0 = lf.end_to_end(ws0)
+    inits = jnp.stack([W0, 1.1 * W0])
+    kw = dict(lr=LR, order=2, rtol=1e-10, atol=1e-12)
+    pool = lf.solve_pool("modified_end_to_end", loss, inits, len(ws0), 1.0, slots=2, **kw)
+    for i in range(2):
+        one = lf.modified_end_to_end_flow(loss, inits[i], len(ws0), 1.0, **kw)
+        np.testing.assert_allclose(pool.end_to_end_final[i], one.end_to_end_final,
+                                   atol=1e-12)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [(dict(lr=-0.1), "`lr` must be > 0"),

@@ -157,8 +157,8 @@ def solve_pool(
     **kwargs: Any,
 ) -> FlowSolution:
     """Like [`lnn_flow.solve_batch`][], for a registered ODE flow (`"factor"`,
-    `"end_to_end"`, `"symmetric"`, `"symmetric_factor"`, `"tensor"`), with refilled
-    slots: each
+    `"end_to_end"`, `"symmetric"`, `"symmetric_factor"`, `"tensor"`, `"hierarchical"`,
+    `"modified_factor"`, `"modified_end_to_end"`), with refilled slots: each
     device solves its seeds `slots` at a time in rounds of at most `round_steps`
     steps, and a member that finishes hands its slot to the next pending seed inside
     the compiled loop (see `lnn_flow._batching._pool`). Use it when seeds
