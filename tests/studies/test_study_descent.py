@@ -55,6 +55,28 @@ def test_report_shows_its_figures_and_only_computed_numbers(written):
     assert unexplained(text, values) == []
 
 
+def test_ctrl_c_keeps_the_finished_depths(monkeypatch):
+    """Ctrl-C during the second depth: a partial report of the first (the programs
+    compiled for TINY are reused)."""
+    from lnn_flow._studies import _study_descent
+
+    real = _study_descent._one_depth
+
+    def interrupted(depth, ws0, **setup):
+        if depth == 3:
+            raise KeyboardInterrupt
+        return real(depth, ws0, **setup)
+
+    monkeypatch.setattr(_study_descent, "_one_depth", interrupted)
+    report = studies.descent_study(**{**TINY, "depths": (2, 3)})
+    assert "1 of 2 depths" in report.partial
+    assert {r["depth"] for r in report.tables["noise"]} == {2}
+    monkeypatch.setattr(_study_descent, "_one_depth",
+                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        studies.descent_study(**TINY)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(num_saves=7), "`num_saves` - 1 must divide"),
     (dict(seeds=5), "`seeds` must be >= 10"),

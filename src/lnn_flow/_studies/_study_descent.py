@@ -94,49 +94,24 @@ def descent_study(
                          f"{loss.num_samples}; got {batch_size}")
     error = jax.vmap(lambda W: jnp.linalg.norm(W - truth) / jnp.linalg.norm(truth))
     grid = jnp.linspace(0.0, t1, 201)
-    rows, orders, noise, curves = [], [], [], {}
-    for depth in tqdm(depths, desc="descent", disable=not progress):
-        elapsed = timer()
-        ws0 = init.balanced(key_init, (size,) * (depth + 1), scale)
-        flow = factor_flow(loss, ws0, t1, grid, dense=True, **_TIGHT)
-        curve = {"flow": (grid, flow.loss, error(flow.end_to_end)), "descent": []}
-        for lr in lrs:
-            n = int(round(t1 / lr))
-            gd = gradient_descent(loss, ws0, lr, n)
-            modified = modified_factor_flow(loss, ws0, t1, gd.ts, lr=lr, dense=True, **_TIGHT)
-            to_flow = max_distance_to_flow(loss, flow, ws0, lr, n)
-            to_modified = max_distance_to_flow(loss, modified, ws0, lr, n)
-            W_flow = jax.vmap(flow.evaluate)(jnp.minimum(gd.ts, flow.t_final))
-            curve["descent"].append(dict(
-                lr=lr, ts=gd.ts, loss=gd.loss, error=error(gd.end_to_end),
-                modified_loss=modified.loss, modified_error=error(modified.end_to_end),
-                to_flow=jnp.linalg.norm(gd.end_to_end - W_flow, axis=(1, 2)),
-                to_modified=jnp.linalg.norm(gd.end_to_end - modified.end_to_end, axis=(1, 2))))
-            rows.append({
-                "depth": depth, "lr": lr, "steps": n,
-                "loss_descent": float(gd.loss_final), "loss_flow": float(flow.loss_final),
-                "loss_modified_flow": float(modified.loss_final),
-                "max_distance_to_flow": float(to_flow),
-                "max_distance_to_modified": float(to_modified),
-                "closer_by": float(to_flow / to_modified),
-                "finished": bool(gd.finite & flow.success & modified.success),
-            })
-        short = factor_flow(loss, ws0, fit_horizon, dense=True, **_TIGHT)
-        fit = distance_vs_lr(loss, short, ws0, fit_lrs, fit_horizon, modified=(1, 2))
-        curve["fit"] = fit
-        for f, label in zip((fit, *fit.modified), ("flow", "modified, order 1",
-                                                   "modified, order 2")):
-            orders.append({
-                "depth": depth, "flow": label, "predicted_order": f.flow_order + 1,
-                "fitted_order": float(f.order), "constant": float(f.constant),
-                **{f"distance_at_{lr:.4g}": float(d) for lr, d in zip(
-                    np.asarray(f.lrs), np.asarray(f.max_distance))},
-            })
-        curve["noise"] = _noise(loss, ws0, error, sgd_lr, steps, num_saves, batch_size,
-                                seeds, key_sgd, key_sde, depth, noise, flow)
-        curves[depth] = curve
-        for r in rows[-len(lrs):]:
-            r["depth_seconds"] = round(elapsed(), 3)  # all of this depth's parts
+    rows, orders, noise, curves, partial = [], [], [], {}, ""
+    setup = dict(loss=loss, error=error, grid=grid, t1=t1, lrs=lrs, fit_lrs=fit_lrs,
+                 fit_horizon=fit_horizon, sgd=(sgd_lr, steps, num_saves, batch_size, seeds,
+                                               key_sgd, key_sde))
+    try:
+        for depth in tqdm(depths, desc="descent", disable=not progress):
+            ws0 = init.balanced(key_init, (size,) * (depth + 1), scale)
+            found = _one_depth(depth, ws0, **setup)
+            rows += found[0]
+            orders += found[1]
+            noise += found[2]
+            curves[depth] = found[3]
+    except KeyboardInterrupt:
+        if not curves:
+            raise
+        # Ctrl-C: the finished depths make a partial report (`lnn-flow run` writes it).
+        partial = (f"interrupted (Ctrl-C) with {len(curves)} of {len(depths)} depths "
+                   "finished; rerun to compute the rest")
     return Report(
         name="descent",
         title="Flow versus descent: modified flows and SGD as an SDE",
@@ -151,7 +126,54 @@ def descent_study(
                         depths=list(depths), scale=scale, t1=t1, lrs=list(lrs),
                         fit_lrs=list(fit_lrs), fit_horizon=fit_horizon, sgd_lr=sgd_lr,
                         batch_size=batch_size, seeds=seeds, num_saves=num_saves, seed=seed),
+        partial=partial,
     )
+
+
+def _one_depth(depth, ws0, *, loss, error, grid, t1, lrs, fit_lrs, fit_horizon, sgd):
+    """One depth's rows of the three tables and its curves: descent against the flow
+    and the modified flows, the order fit, SGD against its SDE."""
+    elapsed = timer()
+    rows, orders = [], []
+    flow = factor_flow(loss, ws0, t1, grid, dense=True, **_TIGHT)
+    curve = {"flow": (grid, flow.loss, error(flow.end_to_end)), "descent": []}
+    for lr in lrs:
+        n = int(round(t1 / lr))
+        gd = gradient_descent(loss, ws0, lr, n)
+        modified = modified_factor_flow(loss, ws0, t1, gd.ts, lr=lr, dense=True, **_TIGHT)
+        to_flow = max_distance_to_flow(loss, flow, ws0, lr, n)
+        to_modified = max_distance_to_flow(loss, modified, ws0, lr, n)
+        W_flow = jax.vmap(flow.evaluate)(jnp.minimum(gd.ts, flow.t_final))
+        curve["descent"].append(dict(
+            lr=lr, ts=gd.ts, loss=gd.loss, error=error(gd.end_to_end),
+            modified_loss=modified.loss, modified_error=error(modified.end_to_end),
+            to_flow=jnp.linalg.norm(gd.end_to_end - W_flow, axis=(1, 2)),
+            to_modified=jnp.linalg.norm(gd.end_to_end - modified.end_to_end, axis=(1, 2))))
+        rows.append({
+            "depth": depth, "lr": lr, "steps": n,
+            "loss_descent": float(gd.loss_final), "loss_flow": float(flow.loss_final),
+            "loss_modified_flow": float(modified.loss_final),
+            "max_distance_to_flow": float(to_flow),
+            "max_distance_to_modified": float(to_modified),
+            "closer_by": float(to_flow / to_modified),
+            "finished": bool(gd.finite & flow.success & modified.success),
+        })
+    short = factor_flow(loss, ws0, fit_horizon, dense=True, **_TIGHT)
+    fit = distance_vs_lr(loss, short, ws0, fit_lrs, fit_horizon, modified=(1, 2))
+    curve["fit"] = fit
+    for f, label in zip((fit, *fit.modified), ("flow", "modified, order 1",
+                                               "modified, order 2")):
+        orders.append({
+            "depth": depth, "flow": label, "predicted_order": f.flow_order + 1,
+            "fitted_order": float(f.order), "constant": float(f.constant),
+            **{f"distance_at_{lr:.4g}": float(d) for lr, d in zip(
+                np.asarray(f.lrs), np.asarray(f.max_distance))},
+        })
+    noise = []
+    curve["noise"] = _noise(loss, ws0, error, *sgd, depth, noise, flow)
+    for r in rows:
+        r["depth_seconds"] = round(elapsed(), 3)  # all of this depth's parts
+    return rows, orders, noise, curve
 
 
 def _noise(loss, ws0, error, lr, steps, num_saves, batch_size, seeds, key_sgd, key_sde,
