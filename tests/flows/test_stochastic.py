@@ -5,8 +5,8 @@ SDE paths, and SGD's distribution over seeds against the SDE's over Brownian pat
 Statistical tolerances: with `B` runs per side, a mean's standard error is `sd /
 sqrt(B)`; means are compared to 4.5 standard errors of their difference (fixed keys:
 deterministic, and a 4.5-sigma miss among 9 entries has probability ~6e-5 for
-independent ones). The SDE's weak error is `O(lr^2)` with the modified drift,
-~1e-3 of the noise at `lr = 0.05` here. Spreads: the standard error of a standard
+independent ones); the SDE's own weak error, `O(lr^2)` with the modified drift (Li,
+Tai & E), is taken to be small against that at `lr = 0.05`. Spreads: the standard error of a standard
 deviation is `sd / sqrt(2 B)` (1.6% at B = 2000); ratios are held to 10%.
 """
 

@@ -56,8 +56,8 @@ def test_report_shows_its_figures_and_only_computed_numbers(written):
 
 
 def test_ctrl_c_keeps_the_finished_depths(monkeypatch):
-    """Ctrl-C during the second depth: a partial report of the first (the programs
-    compiled for TINY are reused)."""
+    """Ctrl-C during the second depth: a partial report of the first (the depth-2
+    programs compiled for TINY are reused: they are module-level jits)."""
     from lnn_flow._studies import _study_descent
 
     real = _study_descent._one_depth

@@ -144,11 +144,16 @@ def _run(system, y0, lr, steps, save_every, optimizer, observe=None, observe_arg
         )
 
 
+def check_lr(lr, dtype) -> Float[Array, ""]:
+    """`lr > 0`, a real scalar in `dtype` (traced values carry a runtime check)."""
+    _checks.real_scalar("lr", lr)
+    return _checks.positive("lr", _checks.as_float_array("lr", lr, ndim=0).astype(dtype))
+
+
 def check_options(lr, steps, save_every, optimizer, dtype):
     """`(lr, steps, save_every)` checked: `lr > 0` real, integer counts >= 1, an optax
     optimizer or None."""
-    _checks.real_scalar("lr", lr)
-    lr = _checks.positive("lr", _checks.as_float_array("lr", lr, ndim=0).astype(dtype))
+    lr = check_lr(lr, dtype)
     steps = _checks.positive_int("steps", steps, integral_floats=False)
     save_every = _checks.positive_int("save_every", save_every, integral_floats=False)
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):

@@ -41,6 +41,7 @@ from .._solving._options import SolveKwargs, SolveOptions
 from .._solving._result import FlowSolution
 from .._solving._solve import solve
 from .._solving._system import AbstractFlowSystem, Loss
+from ._descent import check_lr
 from ._end_to_end import _EndToEndSystem
 from ._factor import _FactorSystem, checked_factors
 
@@ -105,8 +106,7 @@ class _ModifiedSystem(AbstractFlowSystem):
 
 def check_lr_order(lr, order, dtype) -> tuple[Float[Array, ""], int]:
     """`lr > 0` (a real scalar, traced values allowed) and `order` in (1, 2)."""
-    _checks.real_scalar("lr", lr)
-    lr = _checks.positive("lr", _checks.as_float_array("lr", lr, ndim=0).astype(dtype))
+    lr = check_lr(lr, dtype)
     if isinstance(order, bool) or order not in ORDERS:
         raise ValueError(f"`order` must be 1 or 2; got {order!r}")
     return lr, int(order)
@@ -121,7 +121,7 @@ def modified_objective(
     regularization)."""
     ws = _checks.factors(ws, "ws")
     _checks.fits_loss(loss, (ws[-1].shape[0], ws[0].shape[1]), "ws")
-    lr, _ = check_lr_order(lr, 1, ws[0].dtype)
+    lr = check_lr(lr, ws[0].dtype)
     phi = lambda ws_: loss(end_to_end(ws_))
     value, grads = jax.value_and_grad(phi)(ws)
     return value + lr / 4 * sum(jnp.sum(g**2) for g in grads)

@@ -43,9 +43,9 @@ from .._solving._options import prepare
 from .._solving._result import FlowSolution
 from .._solving._solve import assemble
 from .._solving._system import AbstractFlowSystem, Loss
-from ._descent import _run
+from ._descent import _run, check_lr
 from ._factor import _FactorSystem, _field, checked_factors
-from ._modified import _ModifiedSystem, check_lr_order
+from ._modified import _ModifiedSystem
 
 DRIFTS = ("flow", "modified")
 
@@ -133,7 +133,7 @@ def sgd_diffusion(
     per sample)."""
     ws = checked_factors(loss, ws, "ws")
     m, b = _sampled(loss, batch_size, replace)
-    lr, _ = check_lr_order(lr, 1, ws[0].dtype)
+    lr = check_lr(lr, ws[0].dtype)
     return _diffusion(loss, ws, lr, m, b, replace)
 
 
@@ -186,7 +186,7 @@ def sgd_sde(
     key = _checks.prng_key("key", key)
     dtype = ws0[0].dtype
     given_lr = lr
-    lr, _ = check_lr_order(lr, 1, dtype)
+    lr = check_lr(lr, dtype)
     if drift not in DRIFTS:
         raise ValueError(f"`drift` must be one of {DRIFTS}; got {drift!r}")
     solver = diffrax.Euler() if solver is None else solver

@@ -23,7 +23,7 @@ from .._flows._compare import distance_vs_lr, max_distance_to_flow
 from .._flows._descent import gradient_descent
 from .._flows._factor import factor_flow
 from .._flows._modified import modified_factor_flow
-from .._flows._stochastic import sgd_sde, stochastic_gradient_descent
+from .._flows._stochastic import _sampled, sgd_sde, stochastic_gradient_descent
 from .._reports._report import Report
 from ._figures_descent import orders_figure, trajectories_figure
 from ._study_rows import timer
@@ -89,9 +89,7 @@ def descent_study(
     key_problem, key_init, key_sgd, key_sde = jax.random.split(jax.random.PRNGKey(seed), 4)
     loss, truth = problems.random_matrix_sensing(key_problem, (size, size), rank,
                                                  num_measurements)
-    if batch_size > loss.num_samples:
-        raise ValueError(f"`batch_size` must be <= num_measurements = "
-                         f"{loss.num_samples}; got {batch_size}")
+    _sampled(loss, batch_size, replace=False)  # the batch fits the measurements
     error = jax.vmap(lambda W: jnp.linalg.norm(W - truth) / jnp.linalg.norm(truth))
     grid = jnp.linspace(0.0, t1, 201)
     rows, orders, noise, curves, partial = [], [], [], {}, ""
@@ -176,21 +174,32 @@ def _one_depth(depth, ws0, *, loss, error, grid, t1, lrs, fit_lrs, fit_horizon, 
     return rows, orders, noise, curve
 
 
+# Module level, so that a second study with the same shapes reuses their programs.
+@eqx.filter_jit
+def _sgd_runs(loss, ws0, lr, keys, *, steps, batch_size, every):
+    return jax.vmap(lambda k: stochastic_gradient_descent(
+        loss, ws0, lr, steps, batch_size=batch_size, key=k, save_every=every))(keys)
+
+
+@eqx.filter_jit
+def _sde_paths(loss, ws0, ts, lr, keys, *, horizon, batch_size, drift):
+    return jax.vmap(lambda k: sgd_sde(
+        loss, ws0, horizon, ts, lr=lr, batch_size=batch_size, key=k, drift=drift))(keys)
+
+
 def _noise(loss, ws0, error, lr, steps, num_saves, batch_size, seeds, key_sgd, key_sde,
            depth, noise, flow):
     """SGD over seeds, the SDE (both drifts) over paths, GD and the flow at the same
     saves; appends their rows to `noise` and returns their curves."""
     every = steps // (num_saves - 1)
-    sgd = eqx.filter_jit(jax.vmap(lambda k: stochastic_gradient_descent(
-        loss, ws0, lr, steps, batch_size=batch_size, key=k, save_every=every)))(
-        jax.random.split(key_sgd, seeds))
+    sgd = _sgd_runs(loss, ws0, lr, jax.random.split(key_sgd, seeds), steps=steps,
+                    batch_size=batch_size, every=every)
     ts = sgd.ts[0]
-    horizon = float(ts[-1])
     runs = {"SGD": sgd}
     for drift in ("flow", "modified"):
-        runs[f"SDE ({drift} drift)"] = eqx.filter_jit(jax.vmap(lambda k: sgd_sde(
-            loss, ws0, horizon, ts, lr=lr, batch_size=batch_size, key=k, drift=drift)))(
-            jax.random.split(key_sde, seeds))
+        runs[f"SDE ({drift} drift)"] = _sde_paths(
+            loss, ws0, ts, lr, jax.random.split(key_sde, seeds), horizon=float(ts[-1]),
+            batch_size=batch_size, drift=drift)
     runs["GD"] = gradient_descent(loss, ws0, lr, steps, save_every=every)
     W_flow = jax.vmap(flow.evaluate)(ts)
     reference = sgd.end_to_end_final
